@@ -1,0 +1,94 @@
+"""The image cache: every PNG of a source decoded once, to grayscale uint8 at one resolution.
+
+Epochs read memory, not PNGs. The cache of a source is one ``.npy`` array (images in catalog
+order, memory-mapped on load) plus a JSON index of image names, keyed by the source's fingerprint
+and the resolution. Both files are written atomically; an index that does not match the catalog
+means the cache is rebuilt, not trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from fetalbench.atomic import write_atomic, write_bytes_atomic
+from fetalbench.errors import FetalbenchError
+
+
+def decode_image(path: str, resolution: int) -> np.ndarray:
+    """One PNG as a ``resolution`` x ``resolution`` grayscale uint8 array (antialiased resize)."""
+    with Image.open(path) as image:
+        gray = image.convert("L")
+        return np.asarray(gray.resize((resolution, resolution), Image.Resampling.BILINEAR))
+
+
+def _decode_or_error(job: tuple[str, int]) -> np.ndarray | str:
+    path, resolution = job
+    try:
+        return decode_image(path, resolution)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        return f"{type(error).__name__}: {error}"
+
+
+def cache_paths(cache_root: Path, fingerprint: str, resolution: int) -> tuple[Path, Path]:
+    """The array file and index file of one (source, resolution) cache."""
+    stem = Path(cache_root) / "images" / f"{fingerprint[:20]}-{resolution}px"
+    return stem.with_suffix(".npy"), stem.with_suffix(".json")
+
+
+def load_images(
+    catalog: pd.DataFrame,
+    fingerprint: str,
+    resolution: int,
+    cache_root: Path,
+    workers: int | None = None,
+) -> np.ndarray:
+    """All images of ``catalog`` as uint8 ``[N, resolution, resolution]``, in catalog order.
+
+    Read from the cache when it is there and matches the catalog; otherwise decoded once (in
+    ``workers`` processes, default: all cores) and cached. A PNG that does not decode is an error
+    naming the file and its CSV line.
+    """
+    array_path, index_path = cache_paths(cache_root, fingerprint, resolution)
+    names = catalog["image_name"].tolist()
+    if array_path.is_file() and index_path.is_file():
+        try:
+            index = json.loads(index_path.read_text())
+            images = np.load(array_path, mmap_mode="r")
+        except (OSError, ValueError):
+            index, images = None, None
+        if (
+            index is not None
+            and index.get("names") == names
+            and images.shape == (len(names), resolution, resolution)
+            and images.dtype == np.uint8
+        ):
+            return images
+    images = _decode_all(catalog, resolution, workers)
+    write_atomic(array_path, lambda stream: np.save(stream, images))
+    index = {"fingerprint": fingerprint, "resolution": resolution, "names": names}
+    write_bytes_atomic(index_path, json.dumps(index).encode())
+    return images
+
+
+def _decode_all(catalog: pd.DataFrame, resolution: int, workers: int | None) -> np.ndarray:
+    jobs = [(path, resolution) for path in catalog["path"]]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    if workers == 1:
+        decoded = [_decode_or_error(job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            decoded = list(pool.map(_decode_or_error, jobs, chunksize=32))
+    for row, result in enumerate(decoded):
+        if isinstance(result, str):
+            raise FetalbenchError(
+                f"{catalog['path'].iloc[row]} (CSV line {row + 2}) does not decode as an image "
+                f"({result}); replace the file or remove its row"
+            )
+    return np.stack(decoded) if decoded else np.zeros((0, resolution, resolution), np.uint8)

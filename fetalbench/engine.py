@@ -1,0 +1,161 @@
+"""Training with PyTorch Lightning: the supervised (downstream) stage and batched prediction.
+
+Images travel as uint8 tensors and become floats and augmented views on the device, after the
+batch transfer, so the DataLoader does no per-image work. The best step is chosen on validation
+macro F1 by Lightning's ``ModelCheckpoint``; the test set is never seen here.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
+
+from fetalbench.augment import LIGHT, UltrasoundAugment
+from fetalbench.methods.api import Classifier, MethodContext
+from fetalbench.metrics import macro_f1
+from fetalbench.profiles import Profile
+
+for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*LeafSpec.*")
+
+
+def to_float(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """uint8 ``[B, 1, H, W]`` to float in [0, 1], in the memory format the profile asks for."""
+    images = images.float().div_(255.0)
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+
+class SupervisedModule(pl.LightningModule):
+    """Cross-entropy on augmented labelled images; validation macro F1 for model selection."""
+
+    def __init__(self, classifier: Classifier, profile: Profile, freeze_backbone: bool):
+        super().__init__()
+        self.classifier = classifier
+        self.profile = profile
+        self.freeze_backbone = freeze_backbone
+        self.augment = UltrasoundAugment(LIGHT)
+        self._predictions: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+        if freeze_backbone:
+            classifier.backbone.requires_grad_(False)
+
+    def on_train_epoch_start(self) -> None:
+        if self.freeze_backbone:
+            self.classifier.backbone.eval()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+        images, labels = batch
+        views = self.augment(to_float(images, self.profile.channels_last))
+        loss = F.cross_entropy(self.classifier(views), labels)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(labels))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+        images, labels = batch
+        logits = self.classifier(to_float(images, self.profile.channels_last))
+        self._predictions.append(logits.argmax(dim=1).cpu())
+        self._labels.append(labels.cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        predictions = torch.cat(self._predictions).numpy()
+        labels = torch.cat(self._labels).numpy()
+        self._predictions.clear()
+        self._labels.clear()
+        n_classes = self.classifier.head.out_features
+        self.log("val_macro_f1", macro_f1(labels, predictions, n_classes), prog_bar=True)
+
+    def configure_optimizers(self):
+        parameters = [p for p in self.classifier.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            parameters, lr=self.profile.learning_rate, weight_decay=self.profile.weight_decay
+        )
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=self.profile.downstream_steps
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def make_trainer(profile: Profile, max_steps: int, callbacks: list, **options) -> pl.Trainer:
+    """A Lightning trainer with fetalbench's defaults (no logger files, deterministic)."""
+    return pl.Trainer(
+        accelerator="auto",
+        devices=1,
+        precision=profile.precision,
+        max_steps=max_steps,
+        logger=False,
+        callbacks=callbacks,
+        deterministic=True,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **options,
+    )
+
+
+def fit_classifier(
+    context: MethodContext, classifier: Classifier, freeze_backbone: bool = False
+) -> dict:
+    """Train ``classifier`` on the labelled images; keep the step best on validation macro F1.
+
+    ``freeze_backbone=True`` is the linear protocol (only the head learns). Returns notes for the
+    record: the chosen step and its validation macro F1.
+    """
+    profile, data = context.profile, context.data
+    pl.seed_everything(context.seed, workers=True, verbose=False)
+    n_labelled = len(data.labelled_labels)
+    batch_size = min(profile.batch_size, n_labelled)
+    interval = max(1, profile.downstream_steps // profile.validations)
+    max_steps = interval * max(1, profile.downstream_steps // interval)
+    train_loader = DataLoader(
+        TensorDataset(data.labelled_images, data.labelled_labels),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+    )
+    validation_loader = DataLoader(
+        TensorDataset(data.validation_images, data.validation_labels), batch_size=256
+    )
+    if profile.channels_last:
+        classifier = classifier.to(memory_format=torch.channels_last)
+    module = SupervisedModule(classifier, profile, freeze_backbone)
+    with tempfile.TemporaryDirectory(prefix="fetalbench-ckpt-") as folder:
+        checkpoint = ModelCheckpoint(
+            dirpath=folder, monitor="val_macro_f1", mode="max", save_weights_only=True
+        )
+        trainer = make_trainer(
+            profile,
+            max_steps,
+            [checkpoint],
+            max_epochs=-1,
+            val_check_interval=interval,
+            check_val_every_n_epoch=None,
+        )
+        trainer.fit(module, train_loader, validation_loader)
+        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(best["state_dict"])
+        best_f1 = float(checkpoint.best_model_score)
+        best_step = int(best["global_step"])
+    classifier.cpu().eval()
+    return {"best_validation_macro_f1": best_f1, "best_step": best_step, "steps": max_steps}
+
+
+@torch.inference_mode()
+def predict(
+    classifier: Classifier, images: torch.Tensor, channels_last: bool, batch_size: int = 256
+) -> np.ndarray:
+    """Predicted class of every image (uint8 ``[N, 1, H, W]``), in evaluation mode."""
+    classifier.eval()
+    predictions = [
+        classifier(to_float(images[start : start + batch_size], channels_last)).argmax(dim=1)
+        for start in range(0, len(images), batch_size)
+    ]
+    return torch.cat(predictions).numpy()

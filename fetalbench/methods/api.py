@@ -1,0 +1,106 @@
+"""The public interface of a method: what it receives, what it returns, how it is registered.
+
+A method is a function ``train(context: MethodContext) -> MethodResult``. It receives the run's
+spec, its profile and the task's data as tensors (labelled images, validation images, the
+unlabelled pool; never the test set), and returns a classifier that maps images to logits plus
+notes for the record. The runner evaluates that classifier on the test set and writes the record,
+so every method is measured the same way. Register a method with :func:`register_method`::
+
+    @register_method("my_method", "one line saying what it does")
+    def my_method(context: MethodContext) -> MethodResult:
+        classifier = Classifier(create_backbone(context.profile.backbone, "imagenet"),
+                                len(context.data.classes))
+        notes = fit_classifier(context, classifier)
+        return MethodResult(classifier, notes)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fetalbench.profiles import Profile
+from fetalbench.registry import Registry
+
+PROTOCOLS = ("finetune", "linear")
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A task's images as uint8 tensors ``[N, 1, H, W]`` and integer labels; no test images."""
+
+    classes: tuple[str, ...]
+    labelled_images: torch.Tensor
+    labelled_labels: torch.Tensor
+    validation_images: torch.Tensor
+    validation_labels: torch.Tensor
+    unlabelled_images: torch.Tensor
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """Everything a method receives."""
+
+    method: str
+    task: str
+    dataset_fingerprint: str
+    fraction: float
+    seed: int
+    protocol: str
+    profile: Profile
+    data: TaskData
+    cache_root: Path
+    log: Callable[[str], None]
+
+
+class Classifier(nn.Module):
+    """A backbone and a linear head; ``embed`` gives the features t-SNE and k-NN look at."""
+
+    def __init__(self, backbone: nn.Module, n_classes: int):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.num_features, n_classes)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """What a method returns: the trained classifier and notes that go into the record."""
+
+    classifier: Classifier
+    notes: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method."""
+
+    name: str
+    description: str
+    train: Callable[[MethodContext], MethodResult]
+
+
+METHODS: Registry[Method] = Registry("method")
+
+
+def register_method(
+    name: str, description: str
+) -> Callable[[Callable[[MethodContext], MethodResult]], Callable[[MethodContext], MethodResult]]:
+    """Decorator that registers ``train`` as the method ``name`` with a one-line description."""
+
+    def decorate(
+        train: Callable[[MethodContext], MethodResult],
+    ) -> Callable[[MethodContext], MethodResult]:
+        METHODS.register(name, Method(name, description, train), train.__module__)
+        return train
+
+    return decorate

@@ -1,0 +1,33 @@
+"""Supervised baselines: train on the labelled fraction only.
+
+``supervised_imagenet`` is standard transfer learning, the reference of Migliorelli et al.,
+Computers in Biology and Medicine 174:108430 (2024): ImageNet weights (Deng et al., "ImageNet: A
+large-scale hierarchical image database", CVPR 2009) fine-tuned on the labelled images.
+``supervised_scratch`` starts from random weights and shows what ImageNet initialisation is worth.
+"""
+
+from __future__ import annotations
+
+from fetalbench.backbones import create_backbone
+from fetalbench.engine import fit_classifier
+from fetalbench.methods.api import Classifier, MethodContext, MethodResult, register_method
+
+
+def train_supervised(context: MethodContext, init: str) -> MethodResult:
+    """Fine-tune (or, with the linear protocol, train a head on) a backbone from ``init``."""
+    backbone = create_backbone(context.profile.backbone, init)
+    classifier = Classifier(backbone, len(context.data.classes))
+    notes = fit_classifier(context, classifier, freeze_backbone=context.protocol == "linear")
+    return MethodResult(classifier, {"init": init, "weights": backbone.weights_source, **notes})
+
+
+@register_method("supervised_scratch", "random init, trained on the labelled fraction only")
+def supervised_scratch(context: MethodContext) -> MethodResult:
+    return train_supervised(context, "random")
+
+
+@register_method(
+    "supervised_imagenet", "ImageNet init, fine-tuned on the labelled fraction (transfer learning)"
+)
+def supervised_imagenet(context: MethodContext) -> MethodResult:
+    return train_supervised(context, "imagenet")

@@ -1,0 +1,67 @@
+"""Compute profiles: how big a run is. ``quick`` fits 2 CPU cores; ``paper`` a GPU.
+
+A profile fixes everything about a run's scale (backbone, resolution, batch, optimisation budget)
+so that records made with one profile are comparable with each other. The downstream budget is a
+number of optimiser steps, not epochs, so a 1% label fraction is not trained for a handful of
+steps while 100% gets thousands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fetalbench.errors import FetalbenchError
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The scale of a run; part of every run's spec."""
+
+    name: str
+    backbone: str
+    resolution: int
+    batch_size: int
+    downstream_steps: int
+    validations: int
+    learning_rate: float
+    weight_decay: float
+    validation_fraction: float
+    precision: str
+    channels_last: bool
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        name="quick",
+        backbone="tf_efficientnet_lite0",
+        resolution=64,
+        batch_size=32,
+        downstream_steps=240,
+        validations=8,
+        learning_rate=1e-3,
+        weight_decay=1e-4,
+        validation_fraction=0.2,
+        precision="32-true",
+        channels_last=False,
+    ),
+    "paper": Profile(
+        name="paper",
+        backbone="tf_efficientnet_lite0",
+        resolution=224,
+        batch_size=64,
+        downstream_steps=6000,
+        validations=30,
+        learning_rate=3e-4,
+        weight_decay=1e-4,
+        validation_fraction=0.2,
+        precision="bf16-mixed",
+        channels_last=True,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name``, or a one-line error listing the others."""
+    if name not in PROFILES:
+        raise FetalbenchError(f"unknown profile {name!r}; expected one of {', '.join(PROFILES)}")
+    return PROFILES[name]

@@ -1,0 +1,113 @@
+"""Run specs and run records: one JSON file per run, written atomically.
+
+A record holds the fully resolved spec and its hash, the dataset's identity (synthetic or real),
+test metrics, validation-based model selection, split sizes, timings, package versions, hardware
+and git revision. The spec hash names the file, so a grid can skip a run whose record exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from fetalbench.atomic import write_bytes_atomic
+from fetalbench.profiles import Profile
+
+SCHEMA_VERSION = 1
+PACKAGES = ("fetalbench", "torch", "torchvision", "timm", "lightly", "pytorch-lightning",
+            "numpy", "pandas", "scikit-learn", "scipy")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that decides a run's outcome; its hash identifies the run."""
+
+    method: str
+    task: str
+    dataset: str
+    dataset_fingerprint: str
+    fraction: float
+    seed: int
+    protocol: str
+    profile: Profile
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def record_path(self, out_dir: Path) -> Path:
+        """``out/<dataset>/<task>/<method>/<protocol>-f<fraction>-s<seed>-<hash>.json``."""
+        name = f"{self.protocol}-f{self.fraction:g}-s{self.seed}-{self.hash()}.json"
+        return Path(out_dir) / self.dataset / self.task / self.method / name
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that shape results."""
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def hardware() -> dict:
+    """The machine a run ran on."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def git_revision() -> dict:
+    """The git commit of the fetalbench source, and whether the work tree had changes."""
+    source = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=source, capture_output=True, text=True,
+                                  timeout=10, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    revision = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if revision else None
+    return {"revision": revision, "dirty": bool(status) if status is not None else None}
+
+
+def write_record(path: Path, record: dict) -> None:
+    """Write ``record`` as JSON atomically at ``path``."""
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    write_bytes_atomic(path, text.encode())
+
+
+def new_record(spec: RunSpec, **sections: object) -> dict:
+    """A record of ``spec`` with the environment filled in and ``sections`` added."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "spec": spec.to_dict(),
+        "spec_hash": spec.hash(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": package_versions(),
+        "hardware": hardware(),
+        "git": git_revision(),
+        **sections,
+    }

@@ -1,0 +1,175 @@
+"""One run end to end: data, split, method, test metrics, record."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fetalbench.datasets.image_cache import load_images
+from fetalbench.datasets.sources import DatasetSource, open_source
+from fetalbench.engine import predict
+from fetalbench.errors import FetalbenchError
+from fetalbench.methods import METHODS
+from fetalbench.methods.api import PROTOCOLS, MethodContext, TaskData
+from fetalbench.metrics import classification_metrics
+from fetalbench.profiles import get_profile
+from fetalbench.records import RunSpec, new_record, write_record
+from fetalbench.splits import TaskSplit, check_fraction, split_task
+from fetalbench.tasks import TASKS
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a user asks for; resolved into a :class:`RunSpec` once the dataset is open."""
+
+    method: str
+    task: str
+    dataset: str = "phantom"
+    data_root: Path | None = None
+    fraction: float = 1.0
+    seed: int = 0
+    protocol: str = "finetune"
+    profile: str = "quick"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """Where the record is, and whether this call wrote it or found it already there."""
+
+    record_path: Path
+    reused: bool
+    record: dict | None
+
+
+def validate_request(request: RunRequest) -> None:
+    """Check every user-typed field before any work starts (one-line errors)."""
+    METHODS.get(request.method)
+    TASKS.get(request.task)
+    get_profile(request.profile)
+    check_fraction(request.fraction)
+    if isinstance(request.seed, bool) or not isinstance(request.seed, int) or request.seed < 0:
+        raise FetalbenchError(f"seed {request.seed!r} must be a whole number >= 0, e.g. --seed 0")
+    if request.protocol not in PROTOCOLS:
+        raise FetalbenchError(
+            f"unknown protocol {request.protocol!r}; expected one of {', '.join(PROTOCOLS)}"
+        )
+
+
+def resolve_spec(request: RunRequest, source: DatasetSource) -> RunSpec:
+    """The full spec of a request on an opened source."""
+    return RunSpec(
+        method=request.method,
+        task=request.task,
+        dataset=source.identity.name,
+        dataset_fingerprint=source.identity.fingerprint,
+        fraction=float(request.fraction),
+        seed=request.seed,
+        protocol=request.protocol,
+        profile=get_profile(request.profile),
+    )
+
+
+def _tensor(images: np.ndarray, positions: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images[positions])).unsqueeze(1)
+
+
+def task_data(
+    images: np.ndarray, labels: np.ndarray, split: TaskSplit, classes: tuple[str, ...]
+) -> TaskData:
+    """The tensors a method receives (no test images)."""
+    return TaskData(
+        classes=classes,
+        labelled_images=_tensor(images, split.labelled),
+        labelled_labels=torch.from_numpy(labels[split.labelled]),
+        validation_images=_tensor(images, split.validation),
+        validation_labels=torch.from_numpy(labels[split.validation]),
+        unlabelled_images=_tensor(images, split.unlabelled_pool),
+    )
+
+
+def execute_run(
+    request: RunRequest,
+    out_dir: Path,
+    cache_root: Path,
+    log: Callable[[str], None] = print,
+    force: bool = False,
+) -> RunOutcome:
+    """Run ``request`` and write its record under ``out_dir``; reuse an existing record.
+
+    A record already written for the same spec is left untouched and returned, unless ``force``.
+    """
+    validate_request(request)
+    started = time.perf_counter()
+    method, task = METHODS.get(request.method), TASKS.get(request.task)
+    source = open_source(request.dataset, request.data_root, cache_root)
+    identity = source.identity
+    if identity.synthetic:
+        log(f"dataset: phantom (SYNTHETIC images, not FETAL_PLANES_DB) at {identity.root}")
+    else:
+        log(f"dataset: {identity.name} at {identity.root} ({identity.n_images} images)")
+    spec = resolve_spec(request, source)
+    record_path = spec.record_path(out_dir)
+    if record_path.exists() and not force:
+        log(f"record exists for this spec, not rerun (use --force to rerun): {record_path}")
+        return RunOutcome(record_path, reused=True, record=None)
+    rows = task.select(source.catalog)
+    split = split_task(rows, spec.fraction, spec.seed, spec.profile.validation_fraction)
+    all_images = load_images(
+        source.catalog, identity.fingerprint, spec.profile.resolution, cache_root
+    )
+    images = all_images[rows.index.to_numpy()]
+    labels = rows["label"].to_numpy(dtype=np.int64)
+    data = task_data(images, labels, split, task.classes)
+    log(
+        f"{spec.method} on {spec.task}: {len(split.labelled)} labelled, "
+        f"{len(split.validation)} validation, {len(split.unlabelled_pool)} unlabelled pool, "
+        f"{len(split.test)} test images at {spec.profile.resolution}px"
+    )
+    data_seconds = time.perf_counter() - started
+    context = MethodContext(
+        method=spec.method,
+        task=spec.task,
+        dataset_fingerprint=identity.fingerprint,
+        fraction=spec.fraction,
+        seed=spec.seed,
+        protocol=spec.protocol,
+        profile=spec.profile,
+        data=data,
+        cache_root=cache_root,
+        log=log,
+    )
+    result = method.train(context)
+    trained = time.perf_counter()
+    predictions = predict(result.classifier, _tensor(images, split.test),
+                          spec.profile.channels_last)
+    metrics = classification_metrics(labels[split.test], predictions, task.classes)
+    finished = time.perf_counter()
+    record = new_record(
+        spec,
+        status="ok",
+        dataset={**identity.__dict__},
+        classes=list(task.classes),
+        metrics=metrics,
+        method_notes=result.notes,
+        split={
+            "labelled": len(split.labelled),
+            "train": len(split.train),
+            "validation": len(split.validation),
+            "test": len(split.test),
+            "unlabelled_pool": len(split.unlabelled_pool),
+            "labelled_patients": int(rows.iloc[split.labelled]["patient"].nunique()),
+        },
+        timings={
+            "data_s": round(data_seconds, 3),
+            "train_s": round(trained - started - data_seconds, 3),
+            "test_s": round(finished - trained, 3),
+            "total_s": round(finished - started, 3),
+        },
+    )
+    write_record(record_path, record)
+    return RunOutcome(record_path, reused=False, record=record)

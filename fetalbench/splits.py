@@ -1,0 +1,106 @@
+"""Task splits: official test set, a validation carve-out, and nested label fractions.
+
+- Test is the official test split of FETAL_PLANES_DB (``Train == 0``); it is never used for model
+  selection.
+- Validation is a seeded, patient-grouped, class-stratified carve-out of the official training
+  patients (scikit-learn's ``StratifiedGroupKFold``, first fold).
+- Labelled subsets are drawn by patient and stratified by class: for each class, patients are
+  taken in one seeded order until the class has at least ``ceil(fraction * n_class)`` images (one
+  image at the least). The order does not depend on the fraction, so subsets are nested: for one
+  seed the 5% subset lies inside the 10% subset.
+- The unlabelled pool is every official training image of the task (validation included: a
+  self-supervised stage never sees labels).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from fetalbench.errors import FetalbenchError
+
+DEFAULT_FRACTIONS = (0.01, 0.05, 0.10, 0.25, 0.50, 1.0)
+
+
+@dataclass(frozen=True)
+class TaskSplit:
+    """Positional indices into a task's rows (the frame returned by ``Task.select``)."""
+
+    labelled: np.ndarray
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    unlabelled_pool: np.ndarray
+
+
+def check_fraction(fraction: float) -> float:
+    """``fraction`` itself when it lies in (0, 1], else a one-line error."""
+    if not (isinstance(fraction, int | float) and 0.0 < fraction <= 1.0):
+        raise FetalbenchError(
+            f"label fraction {fraction!r} is outside (0, 1]; use e.g. 0.1 for 10% of the labels"
+        )
+    return float(fraction)
+
+
+def carve_validation(
+    train_rows: pd.DataFrame, validation_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split training rows into (train, validation) positions, grouped by patient, stratified."""
+    n_splits = max(2, round(1.0 / validation_fraction))
+    patients = train_rows["patient"].to_numpy()
+    if len(np.unique(patients)) < n_splits:
+        raise FetalbenchError(
+            f"only {len(np.unique(patients))} training patients: a validation carve-out of "
+            f"{validation_fraction:.0%} needs at least {n_splits}; use a larger dataset"
+        )
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    labels = train_rows["label"].to_numpy()
+    train, validation = next(folds.split(np.zeros(len(labels)), labels, groups=patients))
+    return np.sort(train), np.sort(validation)
+
+
+def nested_labelled_subsets(
+    rows: pd.DataFrame, fractions: tuple[float, ...], seed: int
+) -> dict[float, np.ndarray]:
+    """Positions of the labelled subset of ``rows`` for each fraction (nested, see module doc)."""
+    rng = np.random.default_rng([seed, 0x1AB])
+    patient_order = rng.permutation(np.unique(rows["patient"].to_numpy()))
+    rank = pd.Series(np.arange(len(patient_order)), index=patient_order)
+    positions = pd.Series(np.arange(len(rows)), index=rows.index)
+    subsets: dict[float, list[np.ndarray]] = {check_fraction(f): [] for f in fractions}
+    for _, group in rows.groupby("label", sort=True):
+        by_patient = group.groupby("patient").size()
+        by_patient = by_patient.iloc[np.argsort(rank[by_patient.index].to_numpy())]
+        cumulative = by_patient.cumsum().to_numpy()
+        for fraction in subsets:
+            target = max(1, math.ceil(fraction * len(group) - 1e-9))
+            chosen = by_patient.index[: int(np.searchsorted(cumulative, target)) + 1]
+            picked = group.index[group["patient"].isin(chosen)]
+            subsets[fraction].append(positions[picked].to_numpy())
+    return {f: np.sort(np.concatenate(parts)) for f, parts in subsets.items()}
+
+
+def split_task(
+    rows: pd.DataFrame, fraction: float, seed: int, validation_fraction: float = 0.2
+) -> TaskSplit:
+    """The split of a task's rows for one label fraction and seed."""
+    fraction = check_fraction(fraction)
+    is_train = rows["train"].to_numpy()
+    train_all = np.flatnonzero(is_train)
+    test = np.flatnonzero(~is_train)
+    if len(test) == 0:
+        raise FetalbenchError("the task has no official test images (Train == 0); check the CSV")
+    train_pos, validation_pos = carve_validation(rows.iloc[train_all], validation_fraction, seed)
+    train, validation = train_all[train_pos], train_all[validation_pos]
+    labelled_pos = nested_labelled_subsets(rows.iloc[train], (fraction,), seed)[fraction]
+    return TaskSplit(
+        labelled=train[labelled_pos],
+        train=train,
+        validation=validation,
+        test=test,
+        unlabelled_pool=train_all,
+    )

@@ -1,0 +1,114 @@
+"""Shared fixtures: real FETAL_PLANES_DB material, stand-in images, a tiny compute profile."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fetalbench.datasets.fetal_planes_db import CSV_NAME
+from fetalbench.profiles import PROFILES, Profile
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "fetal_planes_db"
+REAL_CSV = SHARED / CSV_NAME
+REAL_IMAGES = SHARED / "images_sample"
+
+TINY = Profile(
+    name="tiny",
+    backbone="tf_efficientnet_lite0",
+    resolution=32,
+    batch_size=8,
+    downstream_steps=4,
+    validations=2,
+    learning_rate=1e-3,
+    weight_decay=1e-4,
+    validation_fraction=0.2,
+    precision="32-true",
+    channels_last=False,
+)
+
+
+def pytest_configure() -> None:
+    PROFILES.setdefault("tiny", TINY)
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own cache folder; nothing touches the user's ~/.cache."""
+    monkeypatch.setenv("FETALBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("FETALBENCH_OFFLINE", "1")
+
+
+def real_csv_lines() -> tuple[str, list[str]]:
+    """The header and the data lines of the official CSV, verbatim (trailing spaces kept)."""
+    header, *lines = REAL_CSV.read_text(encoding="utf-8").splitlines()
+    return header, lines
+
+
+def stand_in_png(path: Path, label_seed: int, rng: np.random.Generator) -> None:
+    """A small RGB PNG whose blob position depends on the label (so a model can learn it)."""
+    height, width = 66, 96
+    image = rng.normal(40, 15, (height, width))
+    y, x = np.mgrid[:height, :width]
+    cy, cx = 15 + (label_seed * 11) % 40, 15 + (label_seed * 23) % 70
+    image += 150 * (((y - cy) ** 2 + (x - cx) ** 2) < 64)
+    gray = np.clip(image, 0, 255).astype(np.uint8)
+    Image.fromarray(np.stack([gray] * 3, axis=-1)).save(path)
+
+
+def make_real_subset_root(root: Path, per_group: int = 12) -> Path:
+    """A root of real CSV rows (the 57 real images plus rows of every class) and their PNGs.
+
+    Rows of the 57 real images keep their real PNGs; every other row gets a generated stand-in
+    under its official name. Rows are taken per (Plane, Brain_plane, Train) group, by patient.
+    """
+    header, lines = real_csv_lines()
+    real_names = {path.stem for path in REAL_IMAGES.glob("*.png")}
+    fields = [line.split(";") for line in lines]
+    chosen: list[int] = [i for i, f in enumerate(fields) if f[0].strip() in real_names]
+    groups: dict[tuple[str, str, str], int] = {}
+    for i, f in enumerate(fields):
+        key = (f[2].strip(), f[3].strip(), f[6].strip())
+        if groups.get(key, 0) < per_group and f[0].strip() not in real_names:
+            groups[key] = groups.get(key, 0) + 1
+            chosen.append(i)
+    chosen.sort()
+    images = root / "Images"
+    images.mkdir(parents=True)
+    (root / CSV_NAME).write_text("\n".join([header] + [lines[i] for i in chosen]) + "\n")
+    label_ids = {name: k for k, name in enumerate(sorted({f[2].strip() + f[3].strip()
+                                                         for f in fields}))}
+    rng = np.random.default_rng(0)
+    for i in chosen:
+        name = fields[i][0].strip()
+        if name in real_names:
+            shutil.copyfile(REAL_IMAGES / f"{name}.png", images / f"{name}.png")
+        else:
+            label = label_ids[fields[i][2].strip() + fields[i][3].strip()]
+            stand_in_png(images / f"{name}.png", label, rng)
+    return root
+
+
+def make_sample_root(root: Path) -> Path:
+    """A root of exactly the 57 real images and their CSV rows."""
+    header, lines = real_csv_lines()
+    real_names = {path.stem for path in REAL_IMAGES.glob("*.png")}
+    kept = [line for line in lines if line.split(";")[0].strip() in real_names]
+    (root / "Images").mkdir(parents=True)
+    (root / CSV_NAME).write_text("\n".join([header, *kept]) + "\n")
+    for name in real_names:
+        shutil.copyfile(REAL_IMAGES / f"{name}.png", root / "Images" / f"{name}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_subset_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_real_subset_root(tmp_path_factory.mktemp("fpdb") / "root")
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_sample_root(tmp_path_factory.mktemp("sample") / "root")
