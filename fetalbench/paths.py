@@ -1,4 +1,4 @@
-"""Where fetalbench keeps what it can rebuild: the phantom, image caches, pre-training checkpoints."""
+"""Where fetalbench keeps what it can rebuild: phantom, image caches, pre-training checkpoints."""
 
 from __future__ import annotations
 
