@@ -65,7 +65,7 @@ def test_brain_task_also_runs_on_real_rows(real_subset_root: Path, tmp_path: Pat
 
 
 def test_existing_record_is_reused_not_rewritten(finished_run, real_subset_root, capsys) -> None:
-    out, path = finished_run
+    out, _ = finished_run
     before = snapshot(out)
     assert run_cli("run", "--method", "supervised_imagenet", "--task", "planes", "--dataset",
                    "fetal_planes_db", "--data-root", str(real_subset_root), "--fraction", "0.5",

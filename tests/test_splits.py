@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -42,7 +44,7 @@ def test_splits_on_the_real_csv(real_catalog: pd.DataFrame, task_name: str, seed
     assert np.abs(validation_share - train_share).max() < 0.05
     # nested: each fraction's labelled set contains the smaller fraction's
     ordered = sorted(splits)
-    for small, large in zip(ordered, ordered[1:], strict=False):
+    for small, large in itertools.pairwise(ordered):
         assert set(splits[small].labelled) <= set(splits[large].labelled)
     # stratified by class with at least one image per class, never from validation or test
     n_classes = len(TASKS.get(task_name).classes)
