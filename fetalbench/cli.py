@@ -54,6 +54,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         fraction=args.fraction,
         seed=args.seed,
         protocol=args.protocol,
+        pool=args.pool,
         profile=args.profile,
     )
     outcome = execute_run(request, args.out, cache_dir(), force=args.force)
@@ -111,7 +112,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (subcommands: run, methods, tasks, data, calibrate)."""
     from fetalbench.datasets.sources import DATASETS
-    from fetalbench.methods.api import PROTOCOLS
+    from fetalbench.methods.api import POOLS, PROTOCOLS
     from fetalbench.profiles import PROFILES
 
     parser = OneLineParser(prog="fetalbench", description=__doc__.splitlines()[0])
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_seed, default=0, help="seed >= 0 (default 0)")
     run.add_argument("--protocol", default="finetune", choices=PROTOCOLS,
                      help="downstream protocol: finetune, or linear (frozen backbone)")
+    run.add_argument("--pool", default="task", choices=POOLS,
+                     help="unlabelled pool for self-supervised stages: the task's training "
+                     "images (default, as in the paper) or every training image of the dataset")
     run.add_argument("--profile", default="quick", choices=list(PROFILES),
                      help="quick (2 CPU cores, default) or paper (GPU, the paper's scale)")
     run.add_argument("--out", type=Path, default=Path("results"),

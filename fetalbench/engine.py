@@ -53,11 +53,15 @@ class SupervisedModule(pl.LightningModule):
         if self.freeze_backbone:
             self.classifier.backbone.eval()
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+    def supervised_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Cross-entropy on an augmented view of a labelled batch."""
         images, labels = batch
         views = self.augment(to_float(images, self.profile.channels_last))
-        loss = F.cross_entropy(self.classifier(views), labels)
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(labels))
+        return F.cross_entropy(self.classifier(views), labels)
+
+    def training_step(self, batch: dict, _: int) -> torch.Tensor:
+        loss = self.supervised_loss(batch["labelled"])
+        self.log("train_loss", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
@@ -101,6 +105,13 @@ def make_trainer(profile: Profile, max_steps: int, callbacks: list, **options) -
     )
 
 
+def batches(dataset: TensorDataset, batch_size: int) -> DataLoader:
+    """Shuffled full batches of an in-memory dataset (one smaller batch if it is small)."""
+    return DataLoader(
+        dataset, batch_size=min(batch_size, len(dataset)), shuffle=True, drop_last=True
+    )
+
+
 def fit_classifier(
     context: MethodContext, classifier: Classifier, freeze_backbone: bool = False
 ) -> dict:
@@ -109,24 +120,34 @@ def fit_classifier(
     ``freeze_backbone=True`` is the linear protocol (only the head learns). Returns notes for the
     record: the chosen step and its validation macro F1.
     """
-    profile, data = context.profile, context.data
     pl.seed_everything(context.seed, workers=True, verbose=False)
-    n_labelled = len(data.labelled_labels)
-    batch_size = min(profile.batch_size, n_labelled)
+    module = SupervisedModule(classifier, context.profile, freeze_backbone)
+    return fit_module(context, module, {})
+
+
+def fit_module(
+    context: MethodContext, module: SupervisedModule, extra_loaders: dict[str, DataLoader]
+) -> dict:
+    """Train a :class:`SupervisedModule` on the labelled batches plus ``extra_loaders``.
+
+    Validation runs at evenly spaced steps; the weights of the step best on validation macro F1
+    are loaded back into the module's classifier.
+    """
+    profile, data = context.profile, context.data
     interval = max(1, profile.downstream_steps // profile.validations)
     max_steps = interval * max(1, profile.downstream_steps // interval)
-    train_loader = DataLoader(
-        TensorDataset(data.labelled_images, data.labelled_labels),
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=True,
-    )
+    loaders = {
+        "labelled": batches(
+            TensorDataset(data.labelled_images, data.labelled_labels), profile.batch_size
+        ),
+        **extra_loaders,
+    }
     validation_loader = DataLoader(
         TensorDataset(data.validation_images, data.validation_labels), batch_size=256
     )
+    classifier = module.classifier
     if profile.channels_last:
-        classifier = classifier.to(memory_format=torch.channels_last)
-    module = SupervisedModule(classifier, profile, freeze_backbone)
+        classifier.to(memory_format=torch.channels_last)
     with tempfile.TemporaryDirectory(prefix="fetalbench-ckpt-") as folder:
         checkpoint = ModelCheckpoint(
             dirpath=folder, monitor="val_macro_f1", mode="max", save_weights_only=True
@@ -139,7 +160,7 @@ def fit_classifier(
             val_check_interval=interval,
             check_val_every_n_epoch=None,
         )
-        trainer.fit(module, train_loader, validation_loader)
+        trainer.fit(module, loaders, validation_loader)
         best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
         module.load_state_dict(best["state_dict"])
         best_f1 = float(checkpoint.best_model_score)

@@ -1,9 +1,10 @@
 """Compute profiles: how big a run is. ``quick`` fits 2 CPU cores; ``paper`` a GPU.
 
 A profile fixes everything about a run's scale (backbone, resolution, batch, optimisation budget)
-so that records made with one profile are comparable with each other. The downstream budget is a
-number of optimiser steps, not epochs, so a 1% label fraction is not trained for a handful of
-steps while 100% gets thousands.
+so that records made with one profile are comparable with each other. Budgets are numbers of
+optimiser steps, not epochs, so a 1% label fraction is not trained for a handful of steps while
+100% gets thousands. Self-supervised stages use AdamW with cosine decay at every profile (LARS,
+used by the original papers, matters for batches of thousands, not for these).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ class Profile:
     validation_fraction: float
     precision: str
     channels_last: bool
+    pretrain_steps: int
+    pretrain_batch_size: int
+    pretrain_learning_rate: float
 
 
 PROFILES: dict[str, Profile] = {
@@ -43,6 +47,9 @@ PROFILES: dict[str, Profile] = {
         validation_fraction=0.2,
         precision="32-true",
         channels_last=False,
+        pretrain_steps=200,
+        pretrain_batch_size=64,
+        pretrain_learning_rate=1e-3,
     ),
     "paper": Profile(
         name="paper",
@@ -56,6 +63,9 @@ PROFILES: dict[str, Profile] = {
         validation_fraction=0.2,
         precision="bf16-mixed",
         channels_last=True,
+        pretrain_steps=20000,
+        pretrain_batch_size=256,
+        pretrain_learning_rate=1e-3,
     ),
 }
 

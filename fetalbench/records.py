@@ -39,6 +39,7 @@ class RunSpec:
     fraction: float
     seed: int
     protocol: str
+    pool: str
     profile: Profile
 
     def to_dict(self) -> dict:

@@ -15,7 +15,7 @@ from fetalbench.datasets.sources import DatasetSource, open_source
 from fetalbench.engine import predict
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods import METHODS
-from fetalbench.methods.api import PROTOCOLS, MethodContext, TaskData
+from fetalbench.methods.api import POOLS, PROTOCOLS, MethodContext, TaskData
 from fetalbench.metrics import classification_metrics
 from fetalbench.profiles import get_profile
 from fetalbench.records import RunSpec, new_record, write_record
@@ -34,6 +34,7 @@ class RunRequest:
     fraction: float = 1.0
     seed: int = 0
     protocol: str = "finetune"
+    pool: str = "task"
     profile: str = "quick"
 
 
@@ -58,6 +59,10 @@ def validate_request(request: RunRequest) -> None:
         raise FetalbenchError(
             f"unknown protocol {request.protocol!r}; expected one of {', '.join(PROTOCOLS)}"
         )
+    if request.pool not in POOLS:
+        raise FetalbenchError(
+            f"unknown unlabelled pool {request.pool!r}; expected one of {', '.join(POOLS)}"
+        )
 
 
 def resolve_spec(request: RunRequest, source: DatasetSource) -> RunSpec:
@@ -70,6 +75,7 @@ def resolve_spec(request: RunRequest, source: DatasetSource) -> RunSpec:
         fraction=float(request.fraction),
         seed=request.seed,
         protocol=request.protocol,
+        pool=request.pool,
         profile=get_profile(request.profile),
     )
 
@@ -79,7 +85,11 @@ def _tensor(images: np.ndarray, positions: np.ndarray) -> torch.Tensor:
 
 
 def task_data(
-    images: np.ndarray, labels: np.ndarray, split: TaskSplit, classes: tuple[str, ...]
+    images: np.ndarray,
+    labels: np.ndarray,
+    split: TaskSplit,
+    classes: tuple[str, ...],
+    unlabelled_images: torch.Tensor,
 ) -> TaskData:
     """The tensors a method receives (no test images)."""
     return TaskData(
@@ -88,7 +98,7 @@ def task_data(
         labelled_labels=torch.from_numpy(labels[split.labelled]),
         validation_images=_tensor(images, split.validation),
         validation_labels=torch.from_numpy(labels[split.validation]),
-        unlabelled_images=_tensor(images, split.unlabelled_pool),
+        unlabelled_images=unlabelled_images,
     )
 
 
@@ -124,10 +134,14 @@ def execute_run(
     )
     images = all_images[rows.index.to_numpy()]
     labels = rows["label"].to_numpy(dtype=np.int64)
-    data = task_data(images, labels, split, task.classes)
+    if spec.pool == "task":
+        pool = _tensor(images, split.unlabelled_pool)
+    else:
+        pool = _tensor(all_images, np.flatnonzero(source.catalog["train"].to_numpy()))
+    data = task_data(images, labels, split, task.classes, pool)
     log(
         f"{spec.method} on {spec.task}: {len(split.labelled)} labelled, "
-        f"{len(split.validation)} validation, {len(split.unlabelled_pool)} unlabelled pool, "
+        f"{len(split.validation)} validation, {len(pool)} unlabelled ({spec.pool} pool), "
         f"{len(split.test)} test images at {spec.profile.resolution}px"
     )
     data_seconds = time.perf_counter() - started
@@ -138,6 +152,7 @@ def execute_run(
         fraction=spec.fraction,
         seed=spec.seed,
         protocol=spec.protocol,
+        pool=spec.pool,
         profile=spec.profile,
         data=data,
         cache_root=cache_root,
@@ -161,7 +176,7 @@ def execute_run(
             "train": len(split.train),
             "validation": len(split.validation),
             "test": len(split.test),
-            "unlabelled_pool": len(split.unlabelled_pool),
+            "unlabelled_pool": len(pool),
             "labelled_patients": int(rows.iloc[split.labelled]["patient"].nunique()),
         },
         timings={

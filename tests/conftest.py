@@ -28,6 +28,9 @@ TINY = Profile(
     validation_fraction=0.2,
     precision="32-true",
     channels_last=False,
+    pretrain_steps=2,
+    pretrain_batch_size=8,
+    pretrain_learning_rate=1e-3,
 )
 
 

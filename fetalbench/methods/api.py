@@ -27,11 +27,17 @@ from fetalbench.profiles import Profile
 from fetalbench.registry import Registry
 
 PROTOCOLS = ("finetune", "linear")
+POOLS = ("task", "dataset")
 
 
 @dataclass(frozen=True)
 class TaskData:
-    """A task's images as uint8 tensors ``[N, 1, H, W]`` and integer labels; no test images."""
+    """A task's images as uint8 tensors ``[N, 1, H, W]`` and integer labels; no test images.
+
+    ``unlabelled_images`` is the pool self-supervised stages learn from: every official training
+    image of the task (``pool="task"``, as in the paper) or of the whole dataset
+    (``pool="dataset"``).
+    """
 
     classes: tuple[str, ...]
     labelled_images: torch.Tensor
@@ -51,6 +57,7 @@ class MethodContext:
     fraction: float
     seed: int
     protocol: str
+    pool: str
     profile: Profile
     data: TaskData
     cache_root: Path

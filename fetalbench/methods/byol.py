@@ -1,0 +1,62 @@
+"""BYOL: Grill et al., "Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning",
+NeurIPS 2020.
+
+An online network with a predictor regresses the projection of a momentum target network; no
+negatives. Defaults: projection 4096 hidden / 256 out, predictor 4096 hidden, target momentum
+rising from 0.99 (solo-learn; the paper's 0.996 is for 1000-epoch runs) to 1 on a cosine
+schedule. Here the hidden layers are 512 wide at ``quick``, 4096 at ``paper``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from lightly.loss import NegativeCosineSimilarity
+from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
+
+from fetalbench.backbones import GrayscaleBackbone
+from fetalbench.methods.objective import Objective, momentum_copy, momentum_step
+from fetalbench.methods.pretraining import register_two_stage
+
+
+@dataclass(frozen=True)
+class BYOLSettings:
+    hidden_dim: int = 512
+    output_dim: int = 256
+    momentum_start: float = 0.99
+
+
+class BYOL(Objective):
+    paper = "Grill et al., NeurIPS 2020"
+
+    def __init__(self, backbone: GrayscaleBackbone, settings: BYOLSettings):
+        super().__init__(backbone, settings)
+        self.projection = BYOLProjectionHead(
+            backbone.num_features, settings.hidden_dim, settings.output_dim
+        )
+        self.prediction = BYOLPredictionHead(
+            settings.output_dim, settings.hidden_dim, settings.output_dim
+        )
+        self.target_backbone = momentum_copy(backbone)
+        self.target_projection = momentum_copy(self.projection)
+        self.criterion = NegativeCosineSimilarity()
+
+    def loss(self, view_a: torch.Tensor, view_b: torch.Tensor, progress: float) -> torch.Tensor:
+        start = self.settings.momentum_start
+        momentum_step(self.backbone, self.target_backbone, progress, start)
+        momentum_step(self.projection, self.target_projection, progress, start)
+        online_a = self.prediction(self.projection(self.backbone(view_a)))
+        online_b = self.prediction(self.projection(self.backbone(view_b)))
+        with torch.no_grad():
+            target_a = self.target_projection(self.target_backbone(view_a))
+            target_b = self.target_projection(self.target_backbone(view_b))
+        return 0.5 * (self.criterion(online_a, target_b) + self.criterion(online_b, target_a))
+
+
+register_two_stage(
+    "byol",
+    BYOL,
+    {"quick": BYOLSettings(), "paper": BYOLSettings(hidden_dim=4096)},
+    "BYOL: predict a momentum target's projection, no negatives",
+)

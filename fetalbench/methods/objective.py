@@ -1,0 +1,55 @@
+"""The interface of a self-supervised objective: a loss on two augmented views of one batch.
+
+An objective owns the backbone being trained and whatever heads, momentum copies, memory banks or
+prototypes its method needs (built from lightly's modules). The pre-training stage
+(:mod:`fetalbench.methods.pretraining`) feeds it two views of each batch and the training
+progress in [0, 1], for schedules such as BYOL's momentum or DINO's teacher temperature.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import ClassVar
+
+import torch
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from lightly.utils.scheduler import cosine_schedule
+from torch import nn
+
+from fetalbench.backbones import GrayscaleBackbone
+
+
+class Objective(nn.Module):
+    """Base class: subclasses set ``paper`` and implement :meth:`loss`.
+
+    ``settings`` is a frozen dataclass of the method's hyperparameters; it is written into the
+    record and into the key of the cached pre-training checkpoint.
+    """
+
+    paper: ClassVar[str]
+
+    def __init__(self, backbone: GrayscaleBackbone, settings: object):
+        super().__init__()
+        self.backbone = backbone
+        self.settings = settings
+
+    def loss(self, view_a: torch.Tensor, view_b: torch.Tensor, progress: float) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def momentum_copy(module: nn.Module) -> nn.Module:
+    """A frozen copy of ``module`` for a momentum (teacher, target) network."""
+    target = copy.deepcopy(module)
+    deactivate_requires_grad(target)
+    return target
+
+
+def momentum_step(
+    online: nn.Module, target: nn.Module, progress: float, start: float, end: float = 1.0
+) -> None:
+    """Move ``target`` towards ``online`` with a momentum rising from ``start`` to ``end``.
+
+    The cosine schedule of Grill et al. (BYOL, NeurIPS 2020), computed by lightly.
+    """
+    momentum = cosine_schedule(round(progress * 1000), 1000, start, end)
+    update_momentum(online, target, m=momentum)

@@ -1,0 +1,187 @@
+"""The two-stage protocol: self-supervised pre-training on the unlabelled pool, then downstream.
+
+Pre-training never sees labels, so it does not depend on the label fraction or the downstream
+protocol. Its backbone is cached by (method, init, task, dataset fingerprint, seed, unlabelled
+pool, objective settings, the profile's backbone, resolution and pre-training budget) and reused
+by every run that differs only in fraction or protocol. Checkpoints are safetensors files (no
+pickled code), written atomically beside a JSON sidecar; a sidecar whose key does not match, or
+a checkpoint that does not load, means the stage is run again rather than trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch.utils.data import TensorDataset
+
+from fetalbench.atomic import write_bytes_atomic
+from fetalbench.augment import STRONG, UltrasoundAugment
+from fetalbench.backbones import GrayscaleBackbone, create_backbone
+from fetalbench.engine import batches, fit_classifier, make_trainer, to_float
+from fetalbench.methods.api import Classifier, MethodContext, MethodResult, register_method
+from fetalbench.methods.objective import Objective
+from fetalbench.profiles import Profile
+
+
+class PretrainModule(pl.LightningModule):
+    """Two strongly augmented views of each unlabelled batch, fed to an objective."""
+
+    def __init__(self, objective: Objective, profile: Profile):
+        super().__init__()
+        self.objective = objective
+        self.profile = profile
+        self.augment = UltrasoundAugment(STRONG)
+
+    def training_step(self, batch: tuple[torch.Tensor], _: int) -> torch.Tensor:
+        (images,) = batch
+        images = to_float(images, self.profile.channels_last)
+        progress = self.global_step / max(1, self.trainer.max_steps)
+        loss = self.objective.loss(self.augment(images), self.augment(images), progress)
+        self.log("ssl_loss", loss, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        parameters = [p for p in self.objective.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            parameters, lr=self.profile.pretrain_learning_rate,
+            weight_decay=self.profile.weight_decay,
+        )
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=self.profile.pretrain_steps
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def pretraining_key(context: MethodContext, objective_name: str, init: str,
+                    settings: object) -> dict:
+    """Everything the pre-trained backbone depends on (not fraction, not protocol)."""
+    profile = context.profile
+    return {
+        "objective": objective_name,
+        "init": init,
+        "task": context.task,
+        "dataset_fingerprint": context.dataset_fingerprint,
+        "seed": context.seed,
+        "unlabelled_pool": context.pool,
+        "settings": asdict(settings),
+        "backbone": profile.backbone,
+        "resolution": profile.resolution,
+        "steps": profile.pretrain_steps,
+        "batch_size": profile.pretrain_batch_size,
+        "learning_rate": profile.pretrain_learning_rate,
+        "weight_decay": profile.weight_decay,
+        "precision": profile.precision,
+    }
+
+
+def checkpoint_paths(cache_root: Path, key: dict) -> tuple[Path, Path]:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    stem = Path(cache_root) / "pretrain" / f"{key['objective']}-{key['init']}-{digest}"
+    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+
+
+def load_cached_backbone(backbone: GrayscaleBackbone, cache_root: Path, key: dict) -> dict | None:
+    """Load a cached pre-trained backbone into ``backbone``; its sidecar, or None if absent."""
+    weights_path, sidecar_path = checkpoint_paths(cache_root, key)
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+        state = load_safetensors(weights_path.read_bytes())
+        if sidecar.get("key") != key:
+            return None
+        backbone.load_state_dict(state)
+    except (OSError, ValueError, RuntimeError, SafetensorError):
+        return None
+    return sidecar
+
+
+def save_backbone(backbone: GrayscaleBackbone, cache_root: Path, key: dict, info: dict) -> Path:
+    """Write the pre-trained backbone (safetensors) and then its sidecar, both atomically."""
+    weights_path, sidecar_path = checkpoint_paths(cache_root, key)
+    state = {name: tensor.detach().cpu().contiguous()
+             for name, tensor in backbone.state_dict().items()}
+    write_bytes_atomic(weights_path, save_safetensors(state))
+    write_bytes_atomic(sidecar_path, json.dumps({"key": key, **info}, indent=2).encode())
+    return weights_path
+
+
+def pretrain_backbone(
+    context: MethodContext, name: str, objective_class: type[Objective], settings: object,
+    init: str,
+) -> tuple[GrayscaleBackbone, dict]:
+    """The pre-trained backbone of this run's group, from the cache or trained now."""
+    pl.seed_everything(context.seed, workers=True, verbose=False)
+    backbone = create_backbone(context.profile.backbone, init)
+    key = pretraining_key(context, name, init, settings)
+    cached = load_cached_backbone(backbone, context.cache_root, key)
+    weights_path, _ = checkpoint_paths(context.cache_root, key)
+    if cached is not None:
+        context.log(f"pre-training: reused checkpoint {weights_path} "
+                    f"(saved {cached['seconds']:.0f}s of {name})")
+        return backbone, {"reused": True, "checkpoint": str(weights_path), **cached["result"]}
+    context.log(f"pre-training {name} ({init} init) for {context.profile.pretrain_steps} steps "
+                f"on {len(context.data.unlabelled_images)} unlabelled images")
+    objective = objective_class(backbone, settings)
+    if context.profile.channels_last:
+        objective.to(memory_format=torch.channels_last)
+    module = PretrainModule(objective, context.profile)
+    loader = batches(TensorDataset(context.data.unlabelled_images),
+                     context.profile.pretrain_batch_size)
+    started = time.perf_counter()
+    trainer = make_trainer(context.profile, context.profile.pretrain_steps, [],
+                           max_epochs=-1, enable_checkpointing=False)
+    trainer.fit(module, loader)
+    seconds = time.perf_counter() - started
+    result = {"final_loss": float(trainer.callback_metrics["ssl_loss"]),
+              "steps": context.profile.pretrain_steps}
+    backbone = objective.backbone.cpu()
+    save_backbone(backbone, context.cache_root, key, {"seconds": seconds, "result": result})
+    return backbone, {"reused": False, "checkpoint": str(weights_path), "seconds": seconds,
+                      **result}
+
+
+def register_two_stage(
+    name: str,
+    objective_class: type[Objective],
+    settings_by_profile: Mapping[str, object],
+    summary: str,
+) -> None:
+    """Register ``name`` (random init) and ``name_imagenet`` (ImageNet init) for an objective.
+
+    Both pre-train with the objective on the unlabelled pool, then run the downstream protocol
+    (fine-tune, or linear probe on the frozen backbone) on the labelled fraction.
+    """
+    for init in ("random", "imagenet"):
+        method_name = name if init == "random" else f"{name}_imagenet"
+        train = _two_stage_trainer(name, objective_class, settings_by_profile, init)
+        train.__module__ = objective_class.__module__
+        register_method(method_name, f"{summary}; {init} init")(train)
+
+
+def _two_stage_trainer(
+    name: str, objective_class: type[Objective], settings_by_profile: Mapping[str, object],
+    init: str,
+) -> Callable[[MethodContext], MethodResult]:
+    def train(context: MethodContext) -> MethodResult:
+        settings = settings_by_profile.get(context.profile.name, settings_by_profile["quick"])
+        backbone, pretraining = pretrain_backbone(
+            context, name, objective_class, settings, init
+        )
+        classifier = Classifier(backbone, len(context.data.classes))
+        downstream = fit_classifier(context, classifier, context.protocol == "linear")
+        notes = {"init": init, "weights": backbone.weights_source, "objective": name,
+                 "objective_paper": objective_class.paper,
+                 "objective_settings": asdict(settings),
+                 "pretraining": pretraining, **downstream}
+        return MethodResult(classifier, notes)
+
+    return train
