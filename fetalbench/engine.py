@@ -166,7 +166,12 @@ def fit_module(
         best_f1 = float(checkpoint.best_model_score)
         best_step = int(best["global_step"])
     classifier.cpu().eval()
-    return {"best_validation_macro_f1": best_f1, "best_step": best_step, "steps": max_steps}
+    return {
+        "best_validation_macro_f1": best_f1,
+        "best_step": best_step,
+        "steps": max_steps,
+        "final_train_loss": float(trainer.callback_metrics["train_loss"]),
+    }
 
 
 @torch.inference_mode()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 
 from fetalbench.datasets.image_cache import load_images
@@ -158,6 +159,7 @@ def execute_run(
         cache_root=cache_root,
         log=log,
     )
+    pl.seed_everything(spec.seed, workers=True, verbose=False)
     result = method.train(context)
     trained = time.perf_counter()
     predictions = predict(result.classifier, _tensor(images, split.test),

@@ -48,7 +48,8 @@ class DualTaskModule(SupervisedModule):
             self.strong_augment(images), self.strong_augment(images), 0.0
         )
         loss = supervised + self.contrastive_weight * contrastive
-        self.log_dict({"ce": supervised, "nt_xent": contrastive}, prog_bar=True)
+        self.log_dict({"train_loss": loss, "ce": supervised, "nt_xent": contrastive},
+                      prog_bar=True)
         return loss
 
 
