@@ -71,6 +71,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_grid(args: argparse.Namespace) -> int:
+    from fetalbench.benchmark.grid import run_grid
+    from fetalbench.benchmark.suites import load_suite
+
+    suite = load_suite(args.suite)
+    summary = run_grid(suite, args.data_root, args.out, cache_dir())
+    print(
+        f"grid {suite.name}: {summary.total} runs, {summary.skipped} already done, "
+        f"{summary.succeeded} ran, {summary.failed} failed, {summary.pretraining_runs} "
+        f"pre-training stage(s) trained and {summary.pretraining_reused} reused, "
+        f"in {summary.seconds:.0f}s"
+    )
+    return 1 if summary.failed else 0
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from fetalbench.benchmark.leaderboard import check_leaderboard, write_leaderboard
+
+    if args.check:
+        if not check_leaderboard(args.results, args.output):
+            print(f"fetalbench: error: {args.output} is stale: it differs from what the records "
+                  f"in {args.results}/ produce; run `fetalbench leaderboard` and commit it",
+                  file=sys.stderr)
+            return 1
+        print(f"{args.output} is up to date with {args.results}/")
+        return 0
+    write_leaderboard(args.results, args.output, args.results / "figures")
+    print(f"wrote {args.output} and figures under {args.results / 'figures'}")
+    return 0
+
+
 def _cmd_methods(_: argparse.Namespace) -> int:
     from fetalbench.methods import METHODS
 
@@ -110,7 +141,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (subcommands: run, methods, tasks, data, calibrate)."""
+    """The full argument parser (run, grid, leaderboard, methods, tasks, data, calibrate)."""
     from fetalbench.datasets.sources import DATASETS
     from fetalbench.methods.api import POOLS, PROTOCOLS
     from fetalbench.profiles import PROFILES
@@ -138,6 +169,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="folder for run records (default results/)")
     run.add_argument("--force", action="store_true", help="rerun even if the record exists")
     run.set_defaults(handler=_cmd_run)
+
+    grid = commands.add_parser("grid", help="run a suite's grid of runs (resumable)")
+    grid.add_argument("--suite", required=True,
+                      help="smoke, phantom, paper, full, or the path of a suite .toml file")
+    grid.add_argument("--data-root", type=Path, help="FETAL_PLANES_DB folder (real dataset)")
+    grid.add_argument("--out", type=Path, default=Path("results"),
+                      help="folder for run records (default results/)")
+    grid.set_defaults(handler=_cmd_grid)
+
+    board = commands.add_parser("leaderboard", help="write leaderboard.md from the records")
+    board.add_argument("--results", type=Path, default=Path("results"),
+                       help="folder of run records (default results/)")
+    board.add_argument("--output", type=Path, default=Path("leaderboard.md"),
+                       help="the file to write or check (default leaderboard.md)")
+    board.add_argument("--check", action="store_true",
+                       help="exit non-zero when the file differs from what the records produce")
+    board.set_defaults(handler=_cmd_leaderboard)
 
     commands.add_parser("methods", help="list registered methods").set_defaults(
         handler=_cmd_methods

@@ -1,5 +1,7 @@
 """Compute profiles: how big a run is. ``quick`` fits 2 CPU cores; ``paper`` a GPU.
 
+``smoke`` is a seconds-long profile that proves the pipeline runs (CI), not a result to compare.
+
 A profile fixes everything about a run's scale (backbone, resolution, batch, optimisation budget)
 so that records made with one profile are comparable with each other. Budgets are numbers of
 optimiser steps, not epochs, so a 1% label fraction is not trained for a handful of steps while
@@ -35,6 +37,22 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        backbone="tf_efficientnet_lite0",
+        resolution=32,
+        batch_size=16,
+        downstream_steps=16,
+        validations=2,
+        learning_rate=1e-3,
+        weight_decay=1e-4,
+        validation_fraction=0.2,
+        precision="32-true",
+        channels_last=False,
+        pretrain_steps=8,
+        pretrain_batch_size=32,
+        pretrain_learning_rate=1e-3,
+    ),
     "quick": Profile(
         name="quick",
         backbone="tf_efficientnet_lite0",

@@ -94,6 +94,14 @@ def git_revision() -> dict:
     return {"revision": revision, "dirty": bool(status) if status is not None else None}
 
 
+def read_record_status(path: Path) -> str | None:
+    """The ``status`` of the record at ``path``; None when it is absent or unreadable."""
+    try:
+        return json.loads(Path(path).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def write_record(path: Path, record: dict) -> None:
     """Write ``record`` as JSON atomically at ``path``."""
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
@@ -106,7 +114,7 @@ def new_record(spec: RunSpec, **sections: object) -> dict:
         "schema": SCHEMA_VERSION,
         "spec": spec.to_dict(),
         "spec_hash": spec.hash(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": package_versions(),
         "hardware": hardware(),
         "git": git_revision(),

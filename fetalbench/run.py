@@ -19,7 +19,7 @@ from fetalbench.methods import METHODS
 from fetalbench.methods.api import POOLS, PROTOCOLS, MethodContext, TaskData
 from fetalbench.metrics import classification_metrics
 from fetalbench.profiles import get_profile
-from fetalbench.records import RunSpec, new_record, write_record
+from fetalbench.records import RunSpec, new_record, read_record_status, write_record
 from fetalbench.splits import TaskSplit, check_fraction, split_task
 from fetalbench.tasks import TASKS
 
@@ -50,7 +50,7 @@ class RunOutcome:
 
 def validate_request(request: RunRequest) -> None:
     """Check every user-typed field before any work starts (one-line errors)."""
-    METHODS.get(request.method)
+    method = METHODS.get(request.method)
     TASKS.get(request.task)
     get_profile(request.profile)
     check_fraction(request.fraction)
@@ -59,6 +59,11 @@ def validate_request(request: RunRequest) -> None:
     if request.protocol not in PROTOCOLS:
         raise FetalbenchError(
             f"unknown protocol {request.protocol!r}; expected one of {', '.join(PROTOCOLS)}"
+        )
+    if request.protocol not in method.protocols:
+        raise FetalbenchError(
+            f"{request.method} supports only protocol {', '.join(method.protocols)}; "
+            f"drop --protocol {request.protocol}"
         )
     if request.pool not in POOLS:
         raise FetalbenchError(
@@ -112,7 +117,8 @@ def execute_run(
 ) -> RunOutcome:
     """Run ``request`` and write its record under ``out_dir``; reuse an existing record.
 
-    A record already written for the same spec is left untouched and returned, unless ``force``.
+    A successful record already written for the same spec is left untouched and returned,
+    unless ``force``; a failed one is run again.
     """
     validate_request(request)
     started = time.perf_counter()
@@ -125,7 +131,7 @@ def execute_run(
         log(f"dataset: {identity.name} at {identity.root} ({identity.n_images} images)")
     spec = resolve_spec(request, source)
     record_path = spec.record_path(out_dir)
-    if record_path.exists() and not force:
+    if read_record_status(record_path) == "ok" and not force:
         log(f"record exists for this spec, not rerun (use --force to rerun): {record_path}")
         return RunOutcome(record_path, reused=True, record=None)
     rows = task.select(source.catalog)

@@ -94,20 +94,25 @@ class Method:
     name: str
     description: str
     train: Callable[[MethodContext], MethodResult]
+    protocols: tuple[str, ...] = PROTOCOLS
 
 
 METHODS: Registry[Method] = Registry("method")
 
 
 def register_method(
-    name: str, description: str
+    name: str, description: str, protocols: tuple[str, ...] = PROTOCOLS
 ) -> Callable[[Callable[[MethodContext], MethodResult]], Callable[[MethodContext], MethodResult]]:
-    """Decorator that registers ``train`` as the method ``name`` with a one-line description."""
+    """Decorator that registers ``train`` as the method ``name`` with a one-line description.
+
+    ``protocols`` lists the downstream protocols the method supports (an end-to-end method has
+    only ``finetune``); grids skip the others and ``fetalbench run`` refuses them.
+    """
 
     def decorate(
         train: Callable[[MethodContext], MethodResult],
     ) -> Callable[[MethodContext], MethodResult]:
-        METHODS.register(name, Method(name, description, train), train.__module__)
+        METHODS.register(name, Method(name, description, train, protocols), train.__module__)
         return train
 
     return decorate

@@ -19,7 +19,6 @@ from torch.utils.data import TensorDataset
 from fetalbench.augment import STRONG, UltrasoundAugment
 from fetalbench.backbones import create_backbone
 from fetalbench.engine import SupervisedModule, batches, fit_module, to_float
-from fetalbench.errors import FetalbenchError
 from fetalbench.methods.api import Classifier, MethodContext, MethodResult, register_method
 from fetalbench.methods.simclr import SimCLR, SimCLRSettings
 from fetalbench.profiles import Profile
@@ -55,10 +54,6 @@ class DualTaskModule(SupervisedModule):
 
 def train_dual_task(context: MethodContext, init: str) -> MethodResult:
     """One end-to-end stage of cross-entropy plus NT-Xent, the backbone initialised by ``init``."""
-    if context.protocol != "finetune":
-        raise FetalbenchError(
-            f"{context.method} trains the whole network end to end; use --protocol finetune"
-        )
     settings = DualTaskSettings()
     pl.seed_everything(context.seed, workers=True, verbose=False)
     backbone = create_backbone(context.profile.backbone, init)
@@ -71,13 +66,17 @@ def train_dual_task(context: MethodContext, init: str) -> MethodResult:
                                      "dual_task_settings": asdict(settings), **notes})
 
 
-@register_method("dual_task", "end-to-end cross-entropy + SimCLR NT-Xent (dual task); random init")
+@register_method(
+    "dual_task", "end-to-end cross-entropy + SimCLR NT-Xent (dual task); random init",
+    protocols=("finetune",),
+)
 def dual_task(context: MethodContext) -> MethodResult:
     return train_dual_task(context, "random")
 
 
 @register_method(
-    "dual_task_imagenet", "end-to-end cross-entropy + SimCLR NT-Xent (dual task); ImageNet init"
+    "dual_task_imagenet", "end-to-end cross-entropy + SimCLR NT-Xent (dual task); ImageNet init",
+    protocols=("finetune",),
 )
 def dual_task_imagenet(context: MethodContext) -> MethodResult:
     return train_dual_task(context, "imagenet")

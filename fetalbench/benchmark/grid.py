@@ -1,0 +1,79 @@
+"""Run a suite's grid locally: resumable, with overall progress and ETA, failures recorded.
+
+A run whose record exists with status ``ok`` (same spec hash) is skipped, so a killed grid picks
+up where it stopped. A run that raises is written as a ``failed`` record with its error, and the
+grid goes on; a failed run is tried again the next time the grid runs.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from fetalbench.benchmark.suites import Suite
+from fetalbench.datasets.sources import open_source
+from fetalbench.errors import FetalbenchError
+from fetalbench.records import new_record, read_record_status, write_record
+from fetalbench.run import RunRequest, execute_run, resolve_spec
+
+
+@dataclass(frozen=True)
+class GridSummary:
+    """What a grid call did."""
+
+    total: int
+    skipped: int
+    succeeded: int
+    failed: int
+    pretraining_runs: int
+    pretraining_reused: int
+    seconds: float
+
+
+def run_grid(suite: Suite, data_root: Path | None, out_dir: Path, cache_root: Path) -> GridSummary:
+    """Run every missing run of ``suite`` in order; return what was done."""
+    requests = suite.requests(data_root)
+    source = open_source(suite.dataset, data_root, cache_root)
+    pending = [r for r in requests
+               if read_record_status(resolve_spec(r, source).record_path(out_dir)) != "ok"]
+    skipped = len(requests) - len(pending)
+    succeeded = failed = pretrained = reused = 0
+    started = time.perf_counter()
+    progress = tqdm(pending, desc=f"grid {suite.name}", unit="run", dynamic_ncols=True)
+    progress.write(f"{suite.name}: {len(requests)} runs, {skipped} already done, "
+                   f"{len(pending)} to run")
+    for request in progress:
+        progress.set_postfix_str(f"{request.method} {request.task} f={request.fraction:g} "
+                                 f"s={request.seed}")
+        try:
+            outcome = execute_run(request, out_dir, cache_root, log=progress.write, force=True)
+        except Exception as error:
+            failed += 1
+            write_failed_record(request, source, out_dir, error)
+            progress.write(f"FAILED {request.method} {request.task} f={request.fraction:g} "
+                           f"s={request.seed}: {error}")
+            continue
+        succeeded += 1
+        pretraining = outcome.record["method_notes"].get("pretraining")
+        if pretraining is not None:
+            pretrained += 1
+            reused += bool(pretraining["reused"])
+    progress.close()
+    return GridSummary(total=len(requests), skipped=skipped, succeeded=succeeded,
+                       failed=failed, pretraining_runs=pretrained - reused,
+                       pretraining_reused=reused, seconds=time.perf_counter() - started)
+
+
+def write_failed_record(request: RunRequest, source, out_dir: Path, error: Exception) -> None:
+    """A record that says the run failed and why (it never enters the leaderboard's numbers)."""
+    spec = resolve_spec(request, source)
+    message = str(error) if isinstance(error, FetalbenchError) else (
+        f"{type(error).__name__}: {error}")
+    record = new_record(spec, status="failed", error=message,
+                        traceback=traceback.format_exception(error)[-8:],
+                        dataset={**source.identity.__dict__})
+    write_record(spec.record_path(out_dir), record)
