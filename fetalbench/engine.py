@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytorch_lightning as pl
@@ -19,9 +20,11 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from fetalbench.augment import LIGHT, UltrasoundAugment
-from fetalbench.methods.api import Classifier, MethodContext
 from fetalbench.metrics import macro_f1
 from fetalbench.profiles import Profile
+
+if TYPE_CHECKING:  # the method API imports the built-in methods, which import this module
+    from fetalbench.methods.api import Classifier, MethodContext
 
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.ERROR)

@@ -2,6 +2,12 @@
 
 Names are unique: registering a taken name is an error that names both sources. Looking up an
 unknown name is an error that suggests the closest registered names.
+
+A registry made with an ``entry_point_group`` also holds what installed plugins register: the
+first time it is queried (:meth:`Registry.get`, :meth:`Registry.source`, :meth:`Registry.names`,
+``in``, iteration) it loads that group's entry points, once per process (see
+:mod:`fetalbench.plugins`). Registering never loads plugins, so built-in modules register at
+import time without side effects.
 """
 
 from __future__ import annotations
@@ -12,8 +18,13 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from fetalbench.errors import FetalbenchError
+from fetalbench.plugins import load_plugins, registering_plugin
 
 T = TypeVar("T")
+
+
+class NameCollisionError(FetalbenchError):
+    """Two sources registered the same name: always an error, from a plugin too."""
 
 
 @dataclass
@@ -21,13 +32,19 @@ class Registry(Generic[T]):
     """Named entries of one kind (methods, tasks), each remembering where it came from."""
 
     kind: str
+    entry_point_group: str | None = None
     _entries: dict[str, T] = field(default_factory=dict)
     _sources: dict[str, str] = field(default_factory=dict)
+    _plugins_loaded: bool = field(default=False, init=False, repr=False)
 
     def register(self, name: str, entry: T, source: str) -> T:
-        """Add ``entry`` under ``name``; ``source`` (a module or package) is named in collisions."""
+        """Add ``entry`` under ``name``; ``source`` (a module or package) is named in collisions.
+
+        While a plugin loads, the plugin (distribution and entry point) is the source instead.
+        """
+        source = registering_plugin() or source
         if name in self._entries:
-            raise FetalbenchError(
+            raise NameCollisionError(
                 f"{self.kind} {name!r} is registered twice: by {self._sources[name]} and by "
                 f"{source}; rename one of them"
             )
@@ -37,6 +54,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """The entry called ``name``, or an error suggesting the closest registered names."""
+        self._load_plugins()
         try:
             return self._entries[name]
         except KeyError:
@@ -52,11 +70,21 @@ class Registry(Generic[T]):
         return self._sources[name]
 
     def names(self) -> list[str]:
-        """Registered names in registration order."""
+        """Registered names in registration order (built-ins first, then plugins)."""
+        self._load_plugins()
         return list(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        self._load_plugins()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
+        self._load_plugins()
         return iter(self._entries)
+
+    def _load_plugins(self) -> None:
+        """Load the entry-point group's plugins, the first time only; collisions propagate."""
+        if self.entry_point_group is None or self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        load_plugins(self.entry_point_group, fatal=NameCollisionError)

@@ -39,7 +39,7 @@ class Task:
         return rows
 
 
-TASKS: Registry[Task] = Registry("task")
+TASKS: Registry[Task] = Registry("task", entry_point_group="fetalbench.tasks")
 
 
 def register_task(task: Task, source: str = "fetalbench") -> Task:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -85,8 +86,7 @@ def test_failed_run_is_recorded_and_the_grid_goes_on(real_subset_root, tmp_path,
     def broken(context):
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setitem(METHODS._entries, "simclr", simclr.__class__(
-        simclr.name, simclr.description, broken, simclr.protocols))
+    monkeypatch.setitem(METHODS._entries, "simclr", dataclasses.replace(simclr, train=broken))
     summary = run_grid(suite, real_subset_root, tmp_path / "out", tmp_path / "cache")
     assert (summary.succeeded, summary.failed) == (2, 2)
     statuses = records_in(tmp_path / "out")

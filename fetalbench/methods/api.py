@@ -95,24 +95,31 @@ class Method:
     description: str
     train: Callable[[MethodContext], MethodResult]
     protocols: tuple[str, ...] = PROTOCOLS
+    pretrains: bool = False
 
 
-METHODS: Registry[Method] = Registry("method")
+METHODS: Registry[Method] = Registry("method", entry_point_group="fetalbench.methods")
 
 
 def register_method(
-    name: str, description: str, protocols: tuple[str, ...] = PROTOCOLS
+    name: str,
+    description: str,
+    protocols: tuple[str, ...] = PROTOCOLS,
+    pretrains: bool = False,
 ) -> Callable[[Callable[[MethodContext], MethodResult]], Callable[[MethodContext], MethodResult]]:
     """Decorator that registers ``train`` as the method ``name`` with a one-line description.
 
     ``protocols`` lists the downstream protocols the method supports (an end-to-end method has
-    only ``finetune``); grids skip the others and ``fetalbench run`` refuses them.
+    only ``finetune``); grids skip the others and ``fetalbench run`` refuses them. ``pretrains``
+    says the method has a label-free stage shared across fractions (reported by benchmarks).
     """
 
     def decorate(
         train: Callable[[MethodContext], MethodResult],
     ) -> Callable[[MethodContext], MethodResult]:
-        METHODS.register(name, Method(name, description, train, protocols), train.__module__)
+        METHODS.register(
+            name, Method(name, description, train, protocols, pretrains), train.__module__
+        )
         return train
 
     return decorate

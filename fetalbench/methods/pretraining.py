@@ -164,7 +164,7 @@ def register_two_stage(
         method_name = name if init == "random" else f"{name}_imagenet"
         train = _two_stage_trainer(name, objective_class, settings_by_profile, init)
         train.__module__ = objective_class.__module__
-        register_method(method_name, f"{summary}; {init} init")(train)
+        register_method(method_name, f"{summary}; {init} init", pretrains=True)(train)
 
 
 def _two_stage_trainer(

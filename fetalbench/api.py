@@ -1,0 +1,90 @@
+"""The public interface for plugins: everything a new method or task needs, in one import.
+
+A plugin reuses fetalbench's backbones, augmentations, trainer and metrics instead of copying
+them, so its runs are measured exactly like the built-in methods'. Import from here, not from
+fetalbench's internal modules; these names are the stable contract.
+
+**A method** is a function ``train(context: MethodContext) -> MethodResult`` registered under a
+unique name:
+
+- it receives a :class:`MethodContext`: ``method``, ``task``, ``dataset_fingerprint``,
+  ``fraction``, ``seed``, ``protocol`` (``"finetune"`` or ``"linear"``), ``pool`` (``"task"`` or
+  ``"dataset"``), ``profile`` (a :class:`Profile`: backbone name, resolution, batch sizes, step
+  budgets, learning rates, precision), ``data`` (a :class:`TaskData`: ``classes``, uint8 image
+  tensors ``[N, 1, H, W]`` with integer labels for the labelled fraction and for validation, and
+  the ``unlabelled_images`` pool; never the test set), ``cache_root`` (a folder for checkpoints it
+  may reuse) and ``log`` (prints one progress line);
+- it returns ``MethodResult(classifier, notes)``: a trained :class:`Classifier` (a backbone plus
+  a linear head mapping images to logits) and a JSON-serialisable dict of notes for the record.
+  The runner evaluates the classifier on the test set with the same metrics
+  (:func:`classification_metrics`) for every method and writes the run record.
+
+Register it with the decorator :func:`register_method`::
+
+    @register_method("my_method", "one line saying what it does")
+    def my_method(context: MethodContext) -> MethodResult:
+        classifier = Classifier(create_backbone(context.profile.backbone, "imagenet"),
+                                len(context.data.classes))
+        notes = fit_classifier(context, classifier, context.protocol == "linear")
+        return MethodResult(classifier, notes)
+
+**A self-supervised objective** is an :class:`Objective` subclass: it owns the backbone and its
+heads, and returns a loss from two views of an unlabelled batch (``loss(view_a, view_b,
+progress)``; views are :class:`UltrasoundAugment` ``STRONG`` views in [0, 1]).
+``register_two_stage(name, objective_class, settings_by_profile, summary)`` registers ``name``
+(random init) and ``name_imagenet`` (ImageNet init): pre-training on the unlabelled pool, cached
+and shared by every label fraction, then the downstream protocol with :func:`fit_classifier`.
+``settings_by_profile`` maps profile names to a frozen dataclass of settings (``"quick"`` is
+required: it is the fallback for profiles not listed).
+
+**A task** is a :class:`Task` (a catalog label column and its classes) added with
+:func:`register_task`.
+
+Plugins are found through the entry-point groups ``fetalbench.methods`` and ``fetalbench.tasks``;
+see :mod:`fetalbench.plugins` for the rule, and ``docs/adding-a-method.md`` for a walk-through
+of the example plugin (RotNet) in ``examples/fetalbench-plugin-example``.
+"""
+
+from fetalbench.augment import LIGHT, STRONG, AugmentSettings, UltrasoundAugment
+from fetalbench.backbones import GrayscaleBackbone, create_backbone
+from fetalbench.engine import fit_classifier
+from fetalbench.errors import FetalbenchError
+from fetalbench.methods.api import (
+    METHODS,
+    Classifier,
+    MethodContext,
+    MethodResult,
+    TaskData,
+    register_method,
+)
+from fetalbench.methods.objective import Objective, momentum_copy, momentum_step
+from fetalbench.methods.pretraining import register_two_stage
+from fetalbench.metrics import classification_metrics
+from fetalbench.profiles import Profile
+from fetalbench.tasks import TASKS, Task, register_task
+
+__all__ = [
+    "LIGHT",
+    "METHODS",
+    "STRONG",
+    "TASKS",
+    "AugmentSettings",
+    "Classifier",
+    "FetalbenchError",
+    "GrayscaleBackbone",
+    "MethodContext",
+    "MethodResult",
+    "Objective",
+    "Profile",
+    "Task",
+    "TaskData",
+    "UltrasoundAugment",
+    "classification_metrics",
+    "create_backbone",
+    "fit_classifier",
+    "momentum_copy",
+    "momentum_step",
+    "register_method",
+    "register_task",
+    "register_two_stage",
+]

@@ -1,0 +1,237 @@
+"""``fetalbench bench``: the data pipeline and training loop against the bare-PyTorch limit.
+
+Everything is measured in one process, one after the other, on the machine at hand, so the
+ratios (fetalbench's loop over a bare loop written here with the same model, batch, resolution
+and precision; data pipeline over what a SimCLR step consumes) are comparable even when absolute
+numbers move with the machine's load.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from tabulate import tabulate
+from torch.utils.data import TensorDataset
+
+from fetalbench.augment import LIGHT, STRONG, UltrasoundAugment
+from fetalbench.backbones import create_backbone
+from fetalbench.benchmark.suites import Suite
+from fetalbench.datasets import image_cache
+from fetalbench.datasets.sources import open_source
+from fetalbench.engine import SupervisedModule, batches, make_trainer, to_float
+from fetalbench.methods import METHODS
+from fetalbench.methods.api import Classifier
+from fetalbench.methods.pretraining import PretrainModule
+from fetalbench.methods.simclr import SimCLR, SimCLRSettings
+from fetalbench.profiles import Profile
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One row of the benchmark table."""
+
+    name: str
+    images_per_second: float
+    reference: str = ""
+    ratio: float | None = None
+
+
+class StepTimer(pl.Callback):
+    """Wall time from the start of step ``warmup`` to the end of the last step."""
+
+    def __init__(self, warmup: int):
+        self.warmup = warmup
+        self.started = 0.0
+        self.finished = 0.0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_index) -> None:
+        if trainer.global_step == self.warmup:
+            self.started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_index) -> None:
+        self.finished = time.perf_counter()
+
+
+def _timed_loop(step: Callable[[int], None], warmup: int, steps: int) -> float:
+    for index in range(warmup):
+        step(index)
+    started = time.perf_counter()
+    for index in range(warmup, warmup + steps):
+        step(index)
+    return time.perf_counter() - started
+
+
+def _lightning_seconds(module: pl.LightningModule, loader, profile: Profile, warmup: int,
+                       steps: int) -> float:
+    timer = StepTimer(warmup)
+    trainer = make_trainer(profile, warmup + steps, [timer], max_epochs=-1,
+                           enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(module, loader)
+    return timer.finished - timer.started
+
+
+def supervised_step(profile: Profile, images: torch.Tensor, labels: torch.Tensor, warmup: int,
+                    steps: int) -> tuple[Measurement, Measurement]:
+    """fetalbench's supervised step (Lightning) and the same step in a bare loop."""
+    n = profile.batch_size
+    pl.seed_everything(0, verbose=False)
+    classifier = Classifier(create_backbone(profile.backbone, "imagenet"), int(labels.max()) + 1)
+    module = SupervisedModule(classifier, profile, freeze_backbone=False)
+    loader = {"labelled": batches(TensorDataset(images, labels), n)}
+    ours = _lightning_seconds(module, loader, profile, warmup, steps)
+
+    pl.seed_everything(0, verbose=False)
+    bare = Classifier(create_backbone(profile.backbone, "imagenet"), int(labels.max()) + 1)
+    if profile.channels_last:
+        bare = bare.to(memory_format=torch.channels_last)
+    augment = UltrasoundAugment(LIGHT)
+    optimizer = torch.optim.AdamW(bare.parameters(), lr=profile.learning_rate,
+                                  weight_decay=profile.weight_decay)
+    bare.train()
+
+    def step(index: int) -> None:
+        start = (index * n) % (len(images) - n + 1)
+        batch = to_float(images[start:start + n], profile.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in profile.precision):
+            loss = F.cross_entropy(bare(augment(batch)), labels[start:start + n])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    reference = _timed_loop(step, warmup, steps)
+    rate_ours, rate_bare = n * steps / ours, n * steps / reference
+    return (Measurement("supervised step, fetalbench (Lightning)", rate_ours,
+                        "bare PyTorch loop", rate_ours / rate_bare),
+            Measurement("supervised step, bare PyTorch loop", rate_bare))
+
+
+def simclr_step(profile: Profile, images: torch.Tensor, warmup: int,
+                steps: int) -> tuple[Measurement, Measurement]:
+    """fetalbench's SimCLR pre-training step and the same step in a bare loop (two views)."""
+    n = profile.pretrain_batch_size
+    pl.seed_everything(0, verbose=False)
+    objective = SimCLR(create_backbone(profile.backbone, "imagenet"), SimCLRSettings())
+    if profile.channels_last:
+        objective = objective.to(memory_format=torch.channels_last)
+    module = PretrainModule(objective, profile)
+    ours = _lightning_seconds(module, batches(TensorDataset(images), n), profile, warmup, steps)
+
+    pl.seed_everything(0, verbose=False)
+    bare = SimCLR(create_backbone(profile.backbone, "imagenet"), SimCLRSettings())
+    if profile.channels_last:
+        bare = bare.to(memory_format=torch.channels_last)
+    augment = UltrasoundAugment(STRONG)
+    optimizer = torch.optim.AdamW(bare.parameters(), lr=profile.pretrain_learning_rate,
+                                  weight_decay=profile.weight_decay)
+    bare.train()
+
+    def step(index: int) -> None:
+        start = (index * n) % (len(images) - n + 1)
+        batch = to_float(images[start:start + n], profile.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in profile.precision):
+            loss = bare.loss(augment(batch), augment(batch), 0.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    reference = _timed_loop(step, warmup, steps)
+    rate_ours, rate_bare = 2 * n * steps / ours, 2 * n * steps / reference
+    return (Measurement("SimCLR step (views/s), fetalbench (Lightning)", rate_ours,
+                        "bare PyTorch loop", rate_ours / rate_bare),
+            Measurement("SimCLR step (views/s), bare PyTorch loop", rate_bare))
+
+
+def data_pipeline(profile: Profile, images: torch.Tensor, batches_to_time: int) -> Measurement:
+    """Uint8 batches from the DataLoader to two float augmented views, as pre-training sees them."""
+    loader = batches(TensorDataset(images), profile.pretrain_batch_size)
+    augment = UltrasoundAugment(STRONG)
+    started, delivered = time.perf_counter(), 0
+    while delivered < batches_to_time:
+        for (batch,) in loader:
+            floats = to_float(batch, profile.channels_last)
+            augment(floats), augment(floats)
+            delivered += 1
+            if delivered == batches_to_time:
+                break
+    seconds = time.perf_counter() - started
+    return Measurement("data pipeline: loader + two strong views (views/s)",
+                       2 * profile.pretrain_batch_size * batches_to_time / seconds)
+
+
+def cache_rates(cache_root: Path, resolution: int, limit: int) -> tuple[Measurement, Measurement]:
+    """PNG decode + resize into the cache, and reading the cache back, in images per second."""
+    source = open_source("phantom", None, cache_root)
+    catalog = source.catalog.head(limit)
+    started = time.perf_counter()
+    image_cache._decode_all(catalog, resolution, None)
+    decode = len(catalog) / (time.perf_counter() - started)
+    images = image_cache.load_images(source.catalog, source.identity.fingerprint, resolution,
+                                     cache_root)
+    started = time.perf_counter()
+    reread = image_cache.load_images(source.catalog, source.identity.fingerprint, resolution,
+                                     cache_root)
+    np.ascontiguousarray(reread)
+    read = len(images) / (time.perf_counter() - started)
+    return (Measurement("image cache build: PNG decode + resize (img/s)", decode),
+            Measurement("image cache read (img/s)", read))
+
+
+def pretraining_counts(suite: Suite) -> Measurement:
+    """Pre-training stages a grid executes against the naive count (one per run)."""
+    runs = [r for r in suite.requests(None) if METHODS.get(r.method).pretrains]
+    groups = {(r.method, r.task, r.seed, r.pool) for r in runs}
+    naive = len(runs)
+    return Measurement(f"grid '{suite.name}': pre-training stages run (naive: {naive})",
+                       float(len(groups)), "naive count", len(groups) / naive if naive else None)
+
+
+def run_benchmarks(profile: Profile, cache_root: Path, steps: int = 10,
+                   warmup: int = 3) -> list[Measurement]:
+    """Every measurement, in one process."""
+    from fetalbench.benchmark.suites import load_suite
+
+    torch.manual_seed(0)
+    source = open_source("phantom", None, cache_root)
+    cached = image_cache.load_images(source.catalog, source.identity.fingerprint,
+                                     profile.resolution, cache_root)
+    images = torch.from_numpy(np.ascontiguousarray(cached[:512])).unsqueeze(1)
+    labels = torch.arange(len(images)) % 3
+    rows = list(cache_rates(cache_root, profile.resolution, 256))
+    pipeline = data_pipeline(profile, images, 20)
+    rows += [pipeline]
+    rows += supervised_step(profile, images, labels, warmup, steps)
+    simclr = simclr_step(profile, images, warmup, steps)
+    rows += simclr
+    rows.append(Measurement("data pipeline over SimCLR step", pipeline.images_per_second,
+                            "SimCLR step (fetalbench)",
+                            pipeline.images_per_second / simclr[0].images_per_second))
+    rows.append(pretraining_counts(load_suite("phantom")))
+    return rows
+
+
+def format_measurements(rows: list[Measurement], profile: Profile) -> str:
+    """The benchmark table."""
+    header = (f"profile {profile.name}: {profile.backbone} at {profile.resolution}px, batch "
+              f"{profile.batch_size} (SSL {profile.pretrain_batch_size}), precision "
+              f"{profile.precision}, channels_last {profile.channels_last}, "
+              f"{torch.get_num_threads()} threads")
+    table = tabulate(
+        [(r.name, f"{r.images_per_second:,.1f}", r.reference,
+          "" if r.ratio is None else f"{r.ratio:.3f}") for r in rows],
+        headers=("measurement", "rate", "relative to", "ratio"),
+    )
+    return header + "\n" + table
+
+
+def save_measurements(rows: list[Measurement], profile: Profile, path: Path) -> None:
+    """The measurements as JSON (for docs and comparisons across machines)."""
+    path.write_text(json.dumps({"profile": asdict(profile),
+                                "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
