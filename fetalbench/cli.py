@@ -57,7 +57,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         pool=args.pool,
         profile=args.profile,
     )
-    outcome = execute_run(request, args.out, cache_dir(), force=args.force)
+    from fetalbench.checkpoints import CHECKPOINTS_DIR
+
+    checkpoint_dir = None if args.no_checkpoint else (
+        args.checkpoint_dir or cache_dir() / CHECKPOINTS_DIR
+    )
+    outcome = execute_run(request, args.out, cache_dir(), force=args.force,
+                          checkpoint_dir=checkpoint_dir)
     if outcome.record is not None:
         metrics = outcome.record["metrics"]
         synthetic = " (synthetic phantom)" if outcome.record["dataset"]["synthetic"] else ""
@@ -68,6 +74,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"in {outcome.record['timings']['total_s']:.0f}s"
         )
     print(f"record: {outcome.record_path}")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from fetalbench.explain.explain import (
+        explain_run,
+        figure_folder_name,
+        find_record,
+        read_run_record,
+    )
+
+    if args.record is not None and (args.method or args.task):
+        raise FetalbenchError("give either --record PATH or --method/--task, not both")
+    if args.record is None and not (args.method and args.task):
+        raise FetalbenchError("name the run: --record PATH, or --method M --task T "
+                              "[--fraction F] [--seed S] [--results DIR]")
+    path = args.record or find_record(args.results, args.method, args.task, args.fraction,
+                                      args.seed)
+    record = read_run_record(path)
+    out = args.out or args.results / "figures" / "explain" / figure_folder_name(record)
+    outcome = explain_run(record, out, cache_dir(), args.per_class)
+    embedding, localisation = outcome.explanation.embedding, outcome.explanation.localisation
+
+    def number(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    print(f"record: {path}")
+    print(f"test embeddings: silhouette {number(embedding.silhouette)}, 5-NN accuracy "
+          f"{number(embedding.knn_accuracy)}")
+    if localisation is None:
+        print("localisation: not computed (the dataset has no Masks/ folder)")
+    else:
+        print(f"localisation: Grad-CAM pointing game {number(localisation.pointing_game)} "
+              f"over {localisation.n} test images")
+    print(f"gradcam: {outcome.gradcam_path}")
+    print(f"tsne: {outcome.tsne_path}")
     return 0
 
 
@@ -141,7 +183,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (run, grid, leaderboard, methods, tasks, data, calibrate)."""
+    """The argument parser (run, explain, grid, leaderboard, methods, tasks, data, calibrate)."""
     from fetalbench.datasets.sources import DATASETS
     from fetalbench.methods.api import POOLS, PROTOCOLS
     from fetalbench.profiles import PROFILES
@@ -168,7 +210,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=Path("results"),
                      help="folder for run records (default results/)")
     run.add_argument("--force", action="store_true", help="rerun even if the record exists")
+    run.add_argument("--checkpoint-dir", type=Path,
+                     help="folder for the trained model's safetensors checkpoint (default "
+                     "$FETALBENCH_CACHE/checkpoints, i.e. ~/.cache/fetalbench/checkpoints)")
+    run.add_argument("--no-checkpoint", action="store_true",
+                     help="do not save the trained model (`fetalbench explain` then cannot run)")
     run.set_defaults(handler=_cmd_run)
+
+    explain = commands.add_parser(
+        "explain", help="Grad-CAM and t-SNE figures of a finished run (needs its checkpoint)"
+    )
+    explain.add_argument("--record", type=Path, help="the run's record (JSON)")
+    explain.add_argument("--method", help="find the record by method (with --task)")
+    explain.add_argument("--task", help="find the record by task (with --method)")
+    explain.add_argument("--fraction", type=_fraction, help="label fraction of the run")
+    explain.add_argument("--seed", type=_seed, help="seed of the run")
+    explain.add_argument("--results", type=Path, default=Path("results"),
+                         help="folder of run records (default results/)")
+    explain.add_argument("--out", type=Path,
+                         help="folder for the figures (default results/figures/explain/"
+                         "<dataset>_<task>_<method>_f<fraction>_s<seed>/)")
+    explain.add_argument("--per-class", type=int, default=4,
+                         help="Grad-CAM samples per class (default 4)")
+    explain.set_defaults(handler=_cmd_explain)
 
     grid = commands.add_parser("grid", help="run a suite's grid of runs (resumable)")
     grid.add_argument("--suite", required=True,

@@ -6,15 +6,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from fetalbench.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_classifier
 from fetalbench.datasets.image_cache import load_images
 from fetalbench.datasets.sources import DatasetSource, open_source
 from fetalbench.engine import predict
 from fetalbench.errors import FetalbenchError
+from fetalbench.explain.explain import defining_masks_of_rows, explain_test_set
 from fetalbench.methods import METHODS
 from fetalbench.methods.api import POOLS, PROTOCOLS, MethodContext, TaskData
 from fetalbench.metrics import classification_metrics
@@ -114,11 +117,17 @@ def execute_run(
     cache_root: Path,
     log: Callable[[str], None] = print,
     force: bool = False,
+    checkpoint_dir: Path | Literal["cache"] | None = "cache",
 ) -> RunOutcome:
     """Run ``request`` and write its record under ``out_dir``; reuse an existing record.
 
     A successful record already written for the same spec is left untouched and returned,
-    unless ``force``; a failed one is run again.
+    unless ``force``; a failed one is run again. The trained classifier is saved as safetensors
+    under ``checkpoint_dir`` (``"cache"``: ``<cache_root>/checkpoints``; None: not saved) and the
+    record's ``checkpoint`` says where. Besides the classification metrics, the record gets
+    ``metrics.embedding`` (silhouette, k-NN accuracy of the test embeddings) and, when the dataset
+    has structure masks, ``metrics.localisation`` (Grad-CAM pointing game); see
+    :mod:`fetalbench.explain`.
     """
     validate_request(request)
     started = time.perf_counter()
@@ -168,9 +177,22 @@ def execute_run(
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     result = method.train(context)
     trained = time.perf_counter()
-    predictions = predict(result.classifier, _tensor(images, split.test),
-                          spec.profile.channels_last)
+    test_images = _tensor(images, split.test)
+    predictions = predict(result.classifier, test_images, spec.profile.channels_last)
     metrics = classification_metrics(labels[split.test], predictions, task.classes)
+    tested = time.perf_counter()
+    masks = defining_masks_of_rows(Path(identity.root), rows.iloc[split.test], task.classes,
+                                   spec.profile.resolution)
+    explanation = explain_test_set(result.classifier, test_images, labels[split.test], spec.seed,
+                                   spec.profile.channels_last, masks)
+    metrics.update(explanation.metrics())
+    explained = time.perf_counter()
+    if checkpoint_dir == "cache":
+        checkpoint_dir = Path(cache_root) / CHECKPOINTS_DIR
+    checkpoint = None if checkpoint_dir is None else checkpoint_path(spec, checkpoint_dir)
+    if checkpoint is not None:
+        save_classifier(result.classifier, checkpoint, spec.hash())
+        log(f"checkpoint: {checkpoint}")
     finished = time.perf_counter()
     record = new_record(
         spec,
@@ -178,6 +200,7 @@ def execute_run(
         dataset={**identity.__dict__},
         classes=list(task.classes),
         metrics=metrics,
+        checkpoint=None if checkpoint is None else str(checkpoint),
         method_notes=result.notes,
         split={
             "labelled": len(split.labelled),
@@ -190,7 +213,8 @@ def execute_run(
         timings={
             "data_s": round(data_seconds, 3),
             "train_s": round(trained - started - data_seconds, 3),
-            "test_s": round(finished - trained, 3),
+            "test_s": round(tested - trained, 3),
+            "explain_s": round(explained - tested, 3),
             "total_s": round(finished - started, 3),
         },
     )

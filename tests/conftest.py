@@ -38,11 +38,13 @@ def pytest_configure() -> None:
     PROFILES.setdefault("tiny", TINY)
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    """Every test gets its own cache folder; nothing touches the user's ~/.cache."""
-    monkeypatch.setenv("FETALBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-    monkeypatch.setenv("FETALBENCH_OFFLINE", "1")
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The session's own cache folder (set before any module fixture runs); offline hub."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FETALBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+        patch.setenv("FETALBENCH_OFFLINE", "1")
+        yield
 
 
 def real_csv_lines() -> tuple[str, list[str]]:

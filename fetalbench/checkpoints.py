@@ -1,0 +1,77 @@
+"""Trained classifiers as safetensors files (no pickle), written atomically, one per run.
+
+A run's checkpoint lives at ``<checkpoint_dir>/<dataset>/<task>/<method>/<record stem>.safetensors``
+(the record's own relative path with another suffix) and carries the run's spec hash, so
+``fetalbench explain`` can rebuild exactly the model a record measured. Loading reads tensors
+only: a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+
+from fetalbench.atomic import write_bytes_atomic
+from fetalbench.backbones import create_backbone
+from fetalbench.errors import FetalbenchError
+from fetalbench.methods.api import Classifier
+from fetalbench.profiles import Profile
+from fetalbench.records import RunSpec
+
+CHECKPOINTS_DIR = "checkpoints"
+SUFFIX = ".safetensors"
+
+
+def checkpoint_path(spec: RunSpec, checkpoint_dir: Path) -> Path:
+    """Where the classifier of ``spec`` is saved: the record's path under ``checkpoint_dir``."""
+    return spec.record_path(checkpoint_dir).with_suffix(SUFFIX)
+
+
+def save_classifier(classifier: Classifier, path: Path, spec_hash: str) -> None:
+    """Write the state dict of ``classifier`` to ``path`` as safetensors, atomically.
+
+    Tensors are copied to contiguous CPU memory (channels-last weights are not contiguous, which
+    safetensors refuses); the run's spec hash goes into the file's metadata.
+    """
+    tensors = {
+        name: tensor.detach().to("cpu").contiguous()
+        for name, tensor in classifier.state_dict().items()
+    }
+    write_bytes_atomic(path, save(tensors, metadata={"spec_hash": spec_hash}))
+
+
+def load_classifier(record: dict, checkpoint: Path) -> Classifier:
+    """The classifier of ``record`` rebuilt from the safetensors file ``checkpoint``.
+
+    The architecture comes from the record's profile (backbone, number of classes); weights are
+    loaded strictly, so a checkpoint of another architecture is an error, not a partial load, and
+    a checkpoint of another run (its spec hash differs from the record's) is refused.
+    """
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FetalbenchError(
+            f"checkpoint {checkpoint} is missing; rerun the run with checkpoints on "
+            f"(fetalbench run ... --force, without --no-checkpoint)"
+        )
+    profile = Profile(**record["spec"]["profile"])
+    classifier = Classifier(create_backbone(profile.backbone, "random"), len(record["classes"]))
+    try:
+        with safe_open(checkpoint, framework="pt") as handle:
+            saved_hash = (handle.metadata() or {}).get("spec_hash")
+            if saved_hash != record["spec_hash"]:
+                raise FetalbenchError(
+                    f"checkpoint {checkpoint} belongs to run {saved_hash}, not to this record's "
+                    f"run {record['spec_hash']}; rerun the run with --force to write its own"
+                )
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+        classifier.load_state_dict(tensors)
+    except (SafetensorError, RuntimeError, OSError) as error:
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        raise FetalbenchError(
+            f"checkpoint {checkpoint} does not fit the record's model ({type(error).__name__}: "
+            f"{first_line[:160]}); rerun the run with --force to write a new one"
+        ) from None
+    return classifier.eval()
+

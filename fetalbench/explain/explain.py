@@ -1,0 +1,261 @@
+"""Explanation numbers of a run's test set, and the figures of a finished run.
+
+``explain_test_set`` runs at the end of every run (``fetalbench.run.execute_run``): embedding
+scores always, the pointing game when the dataset has structure masks. ``explain_run`` serves
+``fetalbench explain``: it rebuilds the model from the run's safetensors checkpoint, re-opens the
+dataset and the same task split, recomputes the numbers and writes ``gradcam.png`` (a seeded
+sample of test images per class, Grad-CAM for the true class) and ``tsne.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fetalbench.checkpoints import load_classifier
+from fetalbench.datasets.image_cache import load_images
+from fetalbench.datasets.sources import open_source
+from fetalbench.engine import predict
+from fetalbench.errors import FetalbenchError
+from fetalbench.explain.cam import grad_cam
+from fetalbench.explain.embedding import (
+    EmbeddingScores,
+    embed_images,
+    embedding_scores,
+    tsne_coordinates,
+)
+from fetalbench.explain.figures import plot_gradcam, plot_tsne
+from fetalbench.explain.pointing import (
+    PointingResult,
+    defining_masks,
+    has_masks,
+    pointing_game,
+    pointing_tolerance,
+)
+from fetalbench.methods import METHODS
+from fetalbench.methods.api import Classifier
+from fetalbench.profiles import Profile
+from fetalbench.splits import split_task
+from fetalbench.tasks import TASKS
+
+GRADCAM_NAME = "gradcam.png"
+TSNE_NAME = "tsne.png"
+SAMPLES_PER_CLASS = 4
+
+
+@dataclass(frozen=True)
+class RunExplanation:
+    """The test embeddings, their class separation, and the pointing game (None without masks)."""
+
+    embeddings: np.ndarray
+    embedding: EmbeddingScores
+    localisation: PointingResult | None
+
+    def metrics(self) -> dict:
+        """The record's ``metrics`` entries: ``embedding`` always, ``localisation`` with masks."""
+        found = {"embedding": dataclasses.asdict(self.embedding)}
+        if self.localisation is not None:
+            found["localisation"] = dataclasses.asdict(self.localisation)
+        return found
+
+
+@dataclass(frozen=True)
+class ExplainOutcome:
+    """What ``fetalbench explain`` wrote and the numbers it recomputed."""
+
+    gradcam_path: Path
+    tsne_path: Path
+    explanation: RunExplanation
+
+
+def defining_masks_of_rows(
+    root: Path, test_rows: pd.DataFrame, classes: tuple[str, ...], resolution: int
+) -> np.ndarray | None:
+    """Defining-structure masks of the test rows, or None when the dataset has no ``Masks/``."""
+    if not has_masks(root):
+        return None
+    names = [classes[label] for label in test_rows["label"]]
+    return defining_masks(root, test_rows["image_name"].tolist(), names, resolution)
+
+
+def explain_test_set(
+    classifier: Classifier,
+    images: torch.Tensor,
+    labels: np.ndarray,
+    seed: int,
+    channels_last: bool,
+    masks: np.ndarray | None,
+) -> RunExplanation:
+    """Embedding scores of uint8 test ``images`` and, given ``masks``, the Grad-CAM pointing game.
+
+    Grad-CAM is taken for each image's true class (``labels``) at the default target layer; the
+    tolerance is :func:`~fetalbench.explain.pointing.pointing_tolerance` of the resolution.
+    """
+    embeddings = embed_images(classifier, images, channels_last)
+    localisation = None
+    if masks is not None:
+        cams = grad_cam(classifier, images, torch.tensor(labels, dtype=torch.long),
+                        channels_last=channels_last)
+        localisation = pointing_game(cams.numpy(), masks, pointing_tolerance(images.shape[-1]))
+    return RunExplanation(embeddings, embedding_scores(embeddings, labels, seed), localisation)
+
+
+def read_run_record(path: Path) -> dict:
+    """A successful run record from ``path`` (one-line errors otherwise)."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise FetalbenchError(
+            f"cannot read run record {path} ({type(error).__name__}); pass the path of a "
+            f"record written by `fetalbench run`"
+        ) from None
+    if not isinstance(record, dict) or "spec" not in record:
+        raise FetalbenchError(f"{path} is not a run record; pass one written by `fetalbench run`")
+    if record.get("status") != "ok":
+        raise FetalbenchError(f"run record {path} is of a failed run; rerun it first")
+    return record
+
+
+def rerun_command(record: dict) -> str:
+    """The ``fetalbench run`` command that rewrites ``record``'s run (with its checkpoint)."""
+    spec = record["spec"]
+    data_root = "" if spec["dataset"] == "phantom" else f" --data-root {record['dataset']['root']}"
+    return (
+        f"fetalbench run --method {spec['method']} --task {spec['task']} --dataset "
+        f"{spec['dataset']}{data_root} --fraction {spec['fraction']:g} --seed {spec['seed']} "
+        f"--protocol {spec['protocol']} --pool {spec['pool']} --profile {spec['profile']['name']} "
+        f"--force"
+    )
+
+
+def find_record(
+    results: Path, method: str, task: str, fraction: float | None = None, seed: int | None = None
+) -> Path:
+    """The one successful record of ``method`` on ``task`` under ``results`` that matches."""
+    METHODS.get(method)
+    TASKS.get(task)
+    results = Path(results)
+    if not results.is_dir():
+        raise FetalbenchError(f"results folder {results} does not exist; pass --results DIR")
+    matches = []
+    for path in sorted(results.glob(f"*/{task}/{method}/*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            spec = record["spec"]
+            if record.get("status") != "ok":
+                continue
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if fraction is not None and not math.isclose(spec["fraction"], fraction):
+            continue
+        if seed is not None and spec["seed"] != seed:
+            continue
+        matches.append(path)
+    filters = "".join(
+        [f" at fraction {fraction:g}" if fraction is not None else "",
+         f" with seed {seed}" if seed is not None else ""]
+    )
+    if not matches:
+        raise FetalbenchError(
+            f"no successful record of {method} on {task}{filters} under {results}; run "
+            f"`fetalbench run --method {method} --task {task}` first, or pass --results DIR"
+        )
+    if len(matches) > 1:
+        shown = ", ".join(str(path) for path in matches[:3])
+        raise FetalbenchError(
+            f"{len(matches)} records of {method} on {task}{filters} under {results} ({shown}"
+            f"{', ...' if len(matches) > 3 else ''}); narrow with --fraction/--seed or pass "
+            f"--record PATH"
+        )
+    return matches[0]
+
+
+def figure_folder_name(record: dict) -> str:
+    """``<dataset>_<task>_<method>_f<fraction>_s<seed>``, with ``_<protocol>`` unless finetune."""
+    spec = record["spec"]
+    name = (f"{spec['dataset']}_{spec['task']}_{spec['method']}_f{spec['fraction']:g}"
+            f"_s{spec['seed']}")
+    return name if spec["protocol"] == "finetune" else f"{name}_{spec['protocol']}"
+
+
+def sample_per_class(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Positions of up to ``per_class`` images of each class (seeded draw), class by class."""
+    rng = np.random.default_rng([seed, 0xCA3])
+    chosen = [
+        np.sort(rng.choice(np.flatnonzero(labels == label),
+                           min(per_class, int((labels == label).sum())), replace=False))
+        for label in np.unique(labels)
+    ]
+    return np.concatenate(chosen)
+
+
+def explain_run(
+    record: dict, out_dir: Path, cache_root: Path, per_class: int = SAMPLES_PER_CLASS
+) -> ExplainOutcome:
+    """Rebuild ``record``'s model and data; write ``gradcam.png`` and ``tsne.png`` to ``out_dir``.
+
+    The numbers are recomputed as at the end of the run and returned with the paths.
+    """
+    spec = record["spec"]
+    if per_class < 1:
+        raise FetalbenchError(f"--per-class {per_class} must be at least 1, e.g. --per-class 4")
+    if not record.get("checkpoint"):
+        raise FetalbenchError(
+            f"this run saved no checkpoint; rerun it with checkpoints on: {rerun_command(record)}"
+        )
+    checkpoint = Path(record["checkpoint"])
+    if not checkpoint.is_file():
+        raise FetalbenchError(
+            f"checkpoint {checkpoint} is missing; rerun the run with checkpoints on: "
+            f"{rerun_command(record)}"
+        )
+    classifier = load_classifier(record, checkpoint)
+    profile = Profile(**spec["profile"])
+    root = None if spec["dataset"] == "phantom" else Path(record["dataset"]["root"])
+    source = open_source(spec["dataset"], root, cache_root)
+    if source.identity.fingerprint != spec["dataset_fingerprint"]:
+        raise FetalbenchError(
+            f"the {spec['dataset']} dataset at {source.identity.root} is not the one this run "
+            f"used (fingerprint differs); rerun it: {rerun_command(record)}"
+        )
+    task = TASKS.get(spec["task"])
+    if list(task.classes) != list(record["classes"]):
+        raise FetalbenchError(
+            f"task {task.name} now has classes {list(task.classes)}, the record "
+            f"{record['classes']}; rerun it: {rerun_command(record)}"
+        )
+    rows = task.select(source.catalog)
+    split = split_task(rows, spec["fraction"], spec["seed"], profile.validation_fraction)
+    all_images = load_images(source.catalog, source.identity.fingerprint, profile.resolution,
+                             cache_root)
+    test_images = torch.from_numpy(
+        np.ascontiguousarray(all_images[rows.index.to_numpy()[split.test]])
+    ).unsqueeze(1)
+    test_rows = rows.iloc[split.test]
+    labels = test_rows["label"].to_numpy(dtype=np.int64)
+    masks = defining_masks_of_rows(Path(source.identity.root), test_rows, task.classes,
+                                   profile.resolution)
+    explanation = explain_test_set(classifier, test_images, labels, spec["seed"],
+                                   profile.channels_last, masks)
+    predictions = predict(classifier, test_images, profile.channels_last)
+    sample = sample_per_class(labels, per_class, spec["seed"])
+    cams = grad_cam(classifier, test_images[sample], torch.tensor(labels[sample], dtype=torch.long),
+                    channels_last=profile.channels_last)
+    synthetic = " (synthetic phantom)" if record["dataset"]["synthetic"] else ""
+    title = (f"{spec['method']} ({spec['protocol']}) on {spec['task']}{synthetic}, "
+             f"fraction {spec['fraction']:g}, seed {spec['seed']}")
+    out_dir = Path(out_dir)
+    gradcam_path, tsne_path = out_dir / GRADCAM_NAME, out_dir / TSNE_NAME
+    plot_gradcam(test_images[sample, 0].numpy(), cams.numpy(), labels[sample],
+                 predictions[sample], task.classes, f"Grad-CAM for the true class: {title}",
+                 gradcam_path)
+    plot_tsne(tsne_coordinates(explanation.embeddings, spec["seed"]), labels, task.classes,
+              f"t-SNE of test embeddings: {title}", tsne_path)
+    return ExplainOutcome(gradcam_path, tsne_path, explanation)
