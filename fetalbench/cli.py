@@ -144,6 +144,18 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from fetalbench.benchmark.speed import format_measurements, run_benchmarks, save_measurements
+    from fetalbench.profiles import get_profile
+
+    profile = get_profile(args.profile)
+    rows = run_benchmarks(profile, cache_dir(), steps=args.steps)
+    print(format_measurements(rows, profile))
+    if args.json:
+        save_measurements(rows, profile, args.json)
+    return 0
+
+
 def _cmd_methods(_: argparse.Namespace) -> int:
     from fetalbench.methods import METHODS
 
@@ -250,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--check", action="store_true",
                        help="exit non-zero when the file differs from what the records produce")
     board.set_defaults(handler=_cmd_leaderboard)
+
+    bench = commands.add_parser(
+        "bench", help="measure data pipeline and training-loop speed against a bare PyTorch loop"
+    )
+    bench.add_argument("--profile", default="quick", choices=list(PROFILES))
+    bench.add_argument("--steps", type=int, default=10, help="timed steps per loop (default 10)")
+    bench.add_argument("--json", type=Path, help="also write the measurements to this file")
+    bench.set_defaults(handler=_cmd_bench)
 
     commands.add_parser("methods", help="list registered methods").set_defaults(
         handler=_cmd_methods
