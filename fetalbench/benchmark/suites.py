@@ -38,11 +38,12 @@ class Suite:
     slurm: dict
 
     def requests(self, data_root: Path | None) -> list[RunRequest]:
-        """Every run of the suite, pre-training groups together (fractions and protocols vary
-        fastest), so a group's pre-training is done once and then reused."""
+        """Every run of the suite, seed by seed (a grid stopped early has whole seeds of every
+        method), each pre-training group's runs together (fractions and protocols vary
+        fastest) so that its pre-training runs once and is reused from the cache."""
         runs = []
-        for method, task, seed, protocol, fraction in itertools.product(
-            self.methods, self.tasks, self.seeds, self.protocols, self.fractions
+        for seed, task, method, protocol, fraction in itertools.product(
+            self.seeds, self.tasks, self.methods, self.protocols, self.fractions
         ):
             if protocol in METHODS.get(method).protocols:
                 runs.append(RunRequest(method=method, task=task, dataset=self.dataset,
