@@ -32,6 +32,15 @@ warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
 
 
+_progress_bars = True
+
+
+def show_progress_bars(enabled: bool) -> None:
+    """Turn Lightning's per-stage progress bars on or off (a grid shows its own overall bar)."""
+    global _progress_bars
+    _progress_bars = enabled
+
+
 def to_float(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """uint8 ``[B, 1, H, W]`` to float in [0, 1], in the memory format the profile asks for."""
     images = images.float().div_(255.0)
@@ -104,7 +113,7 @@ def make_trainer(profile: Profile, max_steps: int, callbacks: list, **options) -
         deterministic=True,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        **options,
+        **{"enable_progress_bar": _progress_bars, **options},
     )
 
 

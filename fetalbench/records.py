@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -77,8 +78,13 @@ def hardware() -> dict:
     }
 
 
+@functools.cache
 def git_revision() -> dict:
-    """The git commit of the fetalbench source, and whether the work tree had changes."""
+    """The git commit of the fetalbench source, and whether the work tree had changes.
+
+    Asked once per process, when its first run starts (the runner calls it before training), so
+    a long grid keeps reporting the code it actually runs even if commits land meanwhile.
+    """
     source = Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> str | None:

@@ -22,7 +22,13 @@ from fetalbench.methods import METHODS
 from fetalbench.methods.api import POOLS, PROTOCOLS, MethodContext, TaskData
 from fetalbench.metrics import classification_metrics
 from fetalbench.profiles import get_profile
-from fetalbench.records import RunSpec, new_record, read_record_status, write_record
+from fetalbench.records import (
+    RunSpec,
+    git_revision,
+    new_record,
+    read_record_status,
+    write_record,
+)
 from fetalbench.splits import TaskSplit, check_fraction, split_task
 from fetalbench.tasks import TASKS
 
@@ -130,6 +136,7 @@ def execute_run(
     :mod:`fetalbench.explain`.
     """
     validate_request(request)
+    git_revision()
     started = time.perf_counter()
     method, task = METHODS.get(request.method), TASKS.get(request.task)
     source = open_source(request.dataset, request.data_root, cache_root)

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from fetalbench.benchmark.suites import Suite
 from fetalbench.datasets.sources import open_source
+from fetalbench.engine import show_progress_bars
 from fetalbench.errors import FetalbenchError
 from fetalbench.records import new_record, read_record_status, write_record
 from fetalbench.run import RunRequest, execute_run, resolve_spec
@@ -41,6 +42,7 @@ def run_grid(suite: Suite, data_root: Path | None, out_dir: Path, cache_root: Pa
     pending = [r for r in requests
                if read_record_status(resolve_spec(r, source).record_path(out_dir)) != "ok"]
     skipped = len(requests) - len(pending)
+    show_progress_bars(False)
     succeeded = failed = pretrained = reused = 0
     started = time.perf_counter()
     progress = tqdm(pending, desc=f"grid {suite.name}", unit="run", dynamic_ncols=True)
@@ -63,6 +65,7 @@ def run_grid(suite: Suite, data_root: Path | None, out_dir: Path, cache_root: Pa
             pretrained += 1
             reused += bool(pretraining["reused"])
     progress.close()
+    show_progress_bars(True)
     return GridSummary(total=len(requests), skipped=skipped, succeeded=succeeded,
                        failed=failed, pretraining_runs=pretrained - reused,
                        pretraining_reused=reused, seconds=time.perf_counter() - started)
