@@ -3,11 +3,13 @@
 A run's checkpoint lives at ``<checkpoint_dir>/<dataset>/<task>/<method>/<record stem>.safetensors``
 (the record's own relative path with another suffix) and carries the run's spec hash, so
 ``fetalbench explain`` can rebuild exactly the model a record measured. Loading reads tensors
-only: a checkpoint cannot run code.
+only: a checkpoint cannot run code. The record keeps the file's sha256, so a corrupt checkpoint
+is refused rather than loaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
@@ -29,17 +31,20 @@ def checkpoint_path(spec: RunSpec, checkpoint_dir: Path) -> Path:
     return spec.record_path(checkpoint_dir).with_suffix(SUFFIX)
 
 
-def save_classifier(classifier: Classifier, path: Path, spec_hash: str) -> None:
+def save_classifier(classifier: Classifier, path: Path, spec_hash: str) -> str:
     """Write the state dict of ``classifier`` to ``path`` as safetensors, atomically.
 
     Tensors are copied to contiguous CPU memory (channels-last weights are not contiguous, which
-    safetensors refuses); the run's spec hash goes into the file's metadata.
+    safetensors refuses); the run's spec hash goes into the file's metadata. Returns the sha256
+    of the file's bytes, which the run's record keeps (``checkpoint_sha256``).
     """
     tensors = {
         name: tensor.detach().to("cpu").contiguous()
         for name, tensor in classifier.state_dict().items()
     }
-    write_bytes_atomic(path, save(tensors, metadata={"spec_hash": spec_hash}))
+    data = save(tensors, metadata={"spec_hash": spec_hash})
+    write_bytes_atomic(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def load_classifier(record: dict, checkpoint: Path) -> Classifier:
@@ -47,13 +52,21 @@ def load_classifier(record: dict, checkpoint: Path) -> Classifier:
 
     The architecture comes from the record's profile (backbone, number of classes); weights are
     loaded strictly, so a checkpoint of another architecture is an error, not a partial load, and
-    a checkpoint of another run (its spec hash differs from the record's) is refused.
+    a checkpoint of another run (its spec hash differs from the record's) is refused. When the
+    record holds the checkpoint's sha256 (records before it do not), a file whose bytes differ
+    (corrupt, truncated or replaced) is refused before it is parsed.
     """
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FetalbenchError(
             f"checkpoint {checkpoint} is missing; rerun the run with checkpoints on "
             f"(fetalbench run ... --force, without --no-checkpoint)"
+        )
+    expected = record.get("checkpoint_sha256")
+    if expected is not None and _sha256_of(checkpoint) != expected:
+        raise FetalbenchError(
+            f"checkpoint {checkpoint} is corrupt (its sha256 differs from the one in the run's "
+            "record); rerun the run with --force to write a new one"
         )
     profile = Profile(**record["spec"]["profile"])
     classifier = Classifier(create_backbone(profile.backbone, "random"), len(record["classes"]))
@@ -70,8 +83,17 @@ def load_classifier(record: dict, checkpoint: Path) -> Classifier:
     except (SafetensorError, RuntimeError, OSError) as error:
         first_line = (str(error).strip().splitlines() or [""])[0]
         raise FetalbenchError(
-            f"checkpoint {checkpoint} does not fit the record's model ({type(error).__name__}: "
-            f"{first_line[:160]}); rerun the run with --force to write a new one"
+            f"checkpoint {checkpoint} is corrupt or does not fit the record's model "
+            f"({type(error).__name__}: {first_line[:160]}); rerun the run with --force to write "
+            "a new one"
         ) from None
     return classifier.eval()
 
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

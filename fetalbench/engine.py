@@ -117,10 +117,30 @@ def make_trainer(profile: Profile, max_steps: int, callbacks: list, **options) -
     )
 
 
+class InMemoryDataset(TensorDataset):
+    """Tensors in memory, fetched a whole batch at a time with one indexing operation.
+
+    The DataLoader calls ``__getitems__`` with a batch of indices, so a batch costs one gather per
+    tensor instead of one Python call per image and a collate.
+    """
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        index = torch.as_tensor(indices)
+        return tuple(tensor[index] for tensor in self.tensors)
+
+
+def _whole_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return batch
+
+
 def batches(dataset: TensorDataset, batch_size: int) -> DataLoader:
     """Shuffled full batches of an in-memory dataset (one smaller batch if it is small)."""
     return DataLoader(
-        dataset, batch_size=min(batch_size, len(dataset)), shuffle=True, drop_last=True
+        InMemoryDataset(*dataset.tensors),
+        batch_size=min(batch_size, len(dataset)),
+        shuffle=True,
+        drop_last=True,
+        collate_fn=_whole_batch,
     )
 
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import socket
 import subprocess
 from dataclasses import dataclass
 from importlib import metadata
@@ -115,7 +116,11 @@ def write_record(path: Path, record: dict) -> None:
 
 
 def new_record(spec: RunSpec, **sections: object) -> dict:
-    """A record of ``spec`` with the environment filled in and ``sections`` added."""
+    """A record of ``spec`` with the environment filled in and ``sections`` added.
+
+    ``executor`` names the process that ran it (pid and host), so a grid shared by several
+    processes can show that each run was executed once.
+    """
     return {
         "schema": SCHEMA_VERSION,
         "spec": spec.to_dict(),
@@ -124,5 +129,6 @@ def new_record(spec: RunSpec, **sections: object) -> dict:
         "versions": package_versions(),
         "hardware": hardware(),
         "git": git_revision(),
+        "executor": {"pid": os.getpid(), "host": socket.gethostname()},
         **sections,
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from fetalbench.datasets.sources import DatasetSource, open_source
 from fetalbench.engine import predict
 from fetalbench.errors import FetalbenchError
 from fetalbench.explain.explain import defining_masks_of_rows, explain_test_set
+from fetalbench.locks import describe_holder, lock_path, locked
 from fetalbench.methods import METHODS
 from fetalbench.methods.api import POOLS, PROTOCOLS, MethodContext, TaskData
 from fetalbench.metrics import classification_metrics
@@ -134,11 +137,15 @@ def execute_run(
     ``metrics.embedding`` (silhouette, k-NN accuracy of the test embeddings) and, when the dataset
     has structure masks, ``metrics.localisation`` (Grad-CAM pointing game); see
     :mod:`fetalbench.explain`.
+
+    The run holds the lock ``<record>.lock`` (:mod:`fetalbench.locks`) from the record check to
+    the record write, so two processes never run one spec at once: a run locked by a live
+    process raises :class:`~fetalbench.locks.LockedElsewhere`; one left by a dead process is
+    taken over. The record's ``checkpoint_sha256`` lets loaders detect a corrupt checkpoint.
     """
     validate_request(request)
     git_revision()
     started = time.perf_counter()
-    method, task = METHODS.get(request.method), TASKS.get(request.task)
     source = open_source(request.dataset, request.data_root, cache_root)
     identity = source.identity
     if identity.synthetic:
@@ -147,9 +154,29 @@ def execute_run(
         log(f"dataset: {identity.name} at {identity.root} ({identity.n_images} images)")
     spec = resolve_spec(request, source)
     record_path = spec.record_path(out_dir)
-    if read_record_status(record_path) == "ok" and not force:
-        log(f"record exists for this spec, not rerun (use --force to rerun): {record_path}")
-        return RunOutcome(record_path, reused=True, record=None)
+    with locked(lock_path(record_path)) as lock:
+        if lock.took_over:
+            log(f"taking over the run of {describe_holder(lock.took_over)}, which stopped "
+                f"before finishing it: {record_path}")
+        if read_record_status(record_path) == "ok" and not force:
+            log(f"record exists for this spec, not rerun (use --force to rerun): {record_path}")
+            return RunOutcome(record_path, reused=True, record=None)
+        log(f"executing run {spec.hash()} in pid {os.getpid()} on {socket.gethostname()}")
+        record = _train_and_record(spec, source, cache_root, log, checkpoint_dir, started)
+        write_record(record_path, record)
+    return RunOutcome(record_path, reused=False, record=record)
+
+
+def _train_and_record(
+    spec: RunSpec,
+    source: DatasetSource,
+    cache_root: Path,
+    log: Callable[[str], None],
+    checkpoint_dir: Path | Literal["cache"] | None,
+    started: float,
+) -> dict:
+    """Train and test the run of ``spec`` (its lock held by the caller); its record."""
+    method, task, identity = METHODS.get(spec.method), TASKS.get(spec.task), source.identity
     rows = task.select(source.catalog)
     split = split_task(rows, spec.fraction, spec.seed, spec.profile.validation_fraction)
     all_images = load_images(
@@ -197,17 +224,19 @@ def execute_run(
     if checkpoint_dir == "cache":
         checkpoint_dir = Path(cache_root) / CHECKPOINTS_DIR
     checkpoint = None if checkpoint_dir is None else checkpoint_path(spec, checkpoint_dir)
+    checkpoint_sha256 = None
     if checkpoint is not None:
-        save_classifier(result.classifier, checkpoint, spec.hash())
+        checkpoint_sha256 = save_classifier(result.classifier, checkpoint, spec.hash())
         log(f"checkpoint: {checkpoint}")
     finished = time.perf_counter()
-    record = new_record(
+    return new_record(
         spec,
         status="ok",
         dataset={**identity.__dict__},
         classes=list(task.classes),
         metrics=metrics,
         checkpoint=None if checkpoint is None else str(checkpoint),
+        checkpoint_sha256=checkpoint_sha256,
         method_notes=result.notes,
         split={
             "labelled": len(split.labelled),
@@ -225,5 +254,3 @@ def execute_run(
             "total_s": round(finished - started, 3),
         },
     )
-    write_record(record_path, record)
-    return RunOutcome(record_path, reused=False, record=record)

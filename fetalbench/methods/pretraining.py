@@ -4,16 +4,20 @@ Pre-training never sees labels, so it does not depend on the label fraction or t
 protocol. Its backbone is cached by (method, init, task, dataset fingerprint, seed, unlabelled
 pool, objective settings, the profile's backbone, resolution and pre-training budget) and reused
 by every run that differs only in fraction or protocol. Checkpoints are safetensors files (no
-pickled code), written atomically beside a JSON sidecar; a sidecar whose key does not match, or
-a checkpoint that does not load, means the stage is run again rather than trusted.
+pickled code), written atomically beside a JSON sidecar holding the key and the checkpoint's
+sha256; a sidecar whose key does not match, a checkpoint whose bytes do not match the sha256, or
+a checkpoint that does not load, means the stage is run again rather than trusted. A lock per
+stage (:mod:`fetalbench.locks`) makes concurrent processes train a stage once: the others wait
+and reuse it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,6 +32,7 @@ from fetalbench.atomic import write_bytes_atomic
 from fetalbench.augment import STRONG, UltrasoundAugment
 from fetalbench.backbones import GrayscaleBackbone, create_backbone
 from fetalbench.engine import batches, fit_classifier, make_trainer, to_float
+from fetalbench.locks import LockedElsewhere, acquire, describe_holder, lock_path
 from fetalbench.methods.api import Classifier, MethodContext, MethodResult, register_method
 from fetalbench.methods.objective import Objective
 from fetalbench.profiles import Profile
@@ -90,28 +95,75 @@ def checkpoint_paths(cache_root: Path, key: dict) -> tuple[Path, Path]:
     return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
 
 
-def load_cached_backbone(backbone: GrayscaleBackbone, cache_root: Path, key: dict) -> dict | None:
-    """Load a cached pre-trained backbone into ``backbone``; its sidecar, or None if absent."""
+def load_cached_backbone(
+    backbone: GrayscaleBackbone, cache_root: Path, key: dict, log: Callable[[str], None]
+) -> dict | None:
+    """Load a cached pre-trained backbone into ``backbone``; its sidecar, or None if not usable.
+
+    The checkpoint's bytes are hashed before they are parsed and must match the sha256 in the
+    sidecar, which must hold this key; a checkpoint that fails either check, or does not load,
+    is logged and not used (the caller trains the stage again and overwrites it).
+    """
     weights_path, sidecar_path = checkpoint_paths(cache_root, key)
+    if not (weights_path.exists() or sidecar_path.exists()):
+        return None
     try:
         sidecar = json.loads(sidecar_path.read_text())
-        state = load_safetensors(weights_path.read_bytes())
-        if sidecar.get("key") != key:
-            return None
-        backbone.load_state_dict(state)
-    except (OSError, ValueError, RuntimeError, SafetensorError):
+        data = weights_path.read_bytes()
+    except (OSError, ValueError) as error:
+        log(f"pre-training checkpoint {weights_path} or its sidecar cannot be read "
+            f"({type(error).__name__}); training the stage again")
+        return None
+    if not isinstance(sidecar, dict) or sidecar.get("key") != key:
+        log(f"pre-training sidecar {sidecar_path} is not for this stage; training it again")
+        return None
+    if sidecar.get("sha256") != hashlib.sha256(data).hexdigest():
+        log(f"pre-training checkpoint {weights_path} does not match the sha256 in its sidecar "
+            "(corrupt, or written before checksums); training the stage again")
+        return None
+    try:
+        backbone.load_state_dict(load_safetensors(data))
+    except (ValueError, RuntimeError, SafetensorError) as error:
+        log(f"pre-training checkpoint {weights_path} does not load ({type(error).__name__}); "
+            "training the stage again")
         return None
     return sidecar
 
 
 def save_backbone(backbone: GrayscaleBackbone, cache_root: Path, key: dict, info: dict) -> Path:
-    """Write the pre-trained backbone (safetensors) and then its sidecar, both atomically."""
+    """Write the pre-trained backbone (safetensors) and then its sidecar, both atomically.
+
+    The sidecar holds the key and the sha256 of the checkpoint's bytes, so a reader can tell the
+    checkpoint is whole and is the one the sidecar describes.
+    """
     weights_path, sidecar_path = checkpoint_paths(cache_root, key)
     state = {name: tensor.detach().cpu().contiguous()
              for name, tensor in backbone.state_dict().items()}
-    write_bytes_atomic(weights_path, save_safetensors(state))
-    write_bytes_atomic(sidecar_path, json.dumps({"key": key, **info}, indent=2).encode())
+    data = save_safetensors(state)
+    write_bytes_atomic(weights_path, data)
+    sidecar = {"key": key, "sha256": hashlib.sha256(data).hexdigest(), **info}
+    write_bytes_atomic(sidecar_path, json.dumps(sidecar, indent=2).encode())
     return weights_path
+
+
+@contextlib.contextmanager
+def stage_lock(weights_path: Path, log: Callable[[str], None]) -> Iterator[None]:
+    """Hold the lock of one pre-training stage, waiting (with a log line) while another has it.
+
+    Two processes that need the same stage then train it once: the second waits for the first
+    and reuses its checkpoint; if the first dies, the second takes over and trains.
+    """
+    path = lock_path(weights_path)
+    try:
+        lock = acquire(path)
+    except LockedElsewhere as busy:
+        log(f"pre-training: waiting for {describe_holder(busy.holder)}, which is training this "
+            f"stage ({weights_path})")
+        lock = acquire(path, wait=True)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def pretrain_backbone(
@@ -122,8 +174,17 @@ def pretrain_backbone(
     pl.seed_everything(context.seed, workers=True, verbose=False)
     backbone = create_backbone(context.profile.backbone, init)
     key = pretraining_key(context, name, init, settings)
-    cached = load_cached_backbone(backbone, context.cache_root, key)
     weights_path, _ = checkpoint_paths(context.cache_root, key)
+    with stage_lock(weights_path, context.log):
+        return _cached_or_trained(context, backbone, key, weights_path, name, objective_class,
+                                  settings, init)
+
+
+def _cached_or_trained(
+    context: MethodContext, backbone: GrayscaleBackbone, key: dict, weights_path: Path,
+    name: str, objective_class: type[Objective], settings: object, init: str,
+) -> tuple[GrayscaleBackbone, dict]:
+    cached = load_cached_backbone(backbone, context.cache_root, key, context.log)
     if cached is not None:
         context.log(f"pre-training: reused checkpoint {weights_path} "
                     f"(saved {cached['seconds']:.0f}s of {name})")
