@@ -7,7 +7,6 @@ metadata, and ``svg.hashsalt`` is fixed so the same figures saved as SVG are sta
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import matplotlib
@@ -16,11 +15,10 @@ import pandas as pd
 import scikit_posthocs
 from matplotlib.figure import Figure
 
-from fetalbench.atomic import write_bytes_atomic
 from fetalbench.benchmark.statistics import mean_ci
+from fetalbench.plotting import save_png
 
 STYLE = {"svg.hashsalt": "fetalbench", "font.size": 9}
-DPI = 110
 
 
 def label_efficiency_name(dataset: str, task: str) -> str:
@@ -41,14 +39,6 @@ def critical_difference_name(dataset: str) -> str:
 def _colours(entries: list[str]) -> dict[str, tuple]:
     palette = matplotlib.colormaps["tab10"]
     return {entry: palette(index % 10) for index, entry in enumerate(entries)}
-
-
-def _save(figure: Figure, path: Path) -> None:
-    buffer = io.BytesIO()
-    with matplotlib.rc_context(STYLE):
-        figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.1,
-                       metadata={"Software": None})
-    write_bytes_atomic(path, buffer.getvalue())
 
 
 def plot_label_efficiency(rows: pd.DataFrame, title: str, path: Path) -> None:
@@ -75,7 +65,7 @@ def plot_label_efficiency(rows: pd.DataFrame, title: str, path: Path) -> None:
         axes.set_title(title)
         axes.grid(alpha=0.3)
         axes.legend(loc="lower right", fontsize="small")
-    _save(figure, path)
+    save_png(figure, path, STYLE)
 
 
 def plot_per_class(rows: pd.DataFrame, title: str, path: Path) -> None:
@@ -102,7 +92,7 @@ def plot_per_class(rows: pd.DataFrame, title: str, path: Path) -> None:
         axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=min(len(entries), 4),
                     fontsize="small")
         figure.suptitle(f"{title} at {top['fraction'].iloc[0] * 100:g}% labels")
-    _save(figure, path)
+    save_png(figure, path, STYLE)
 
 
 def plot_critical_difference(mean_ranks: pd.Series, p_values: pd.DataFrame, title: str,
@@ -116,4 +106,4 @@ def plot_critical_difference(mean_ranks: pd.Series, p_values: pd.DataFrame, titl
             mean_ranks, p_values, ax=axes, alpha=0.05,
             color_palette=_colours(sorted(mean_ranks.index)))
         axes.set_title(f"{title}: mean rank (1 = best)", pad=18)
-    _save(figure, path)
+    save_png(figure, path, STYLE)

@@ -60,12 +60,34 @@ class StepTimer(pl.Callback):
         self.finished = time.perf_counter()
 
 
-def _timed_loop(step: Callable[[int], None], warmup: int, steps: int) -> float:
-    for index in range(warmup):
-        step(index)
-    started = time.perf_counter()
-    for index in range(warmup, warmup + steps):
-        step(index)
+def bare_loop_seconds(
+    model: torch.nn.Module,
+    loss_of: Callable[[slice], torch.Tensor],
+    learning_rate: float,
+    profile: Profile,
+    batch_size: int,
+    n_images: int,
+    warmup: int,
+    steps: int,
+) -> float:
+    """Seconds for ``steps`` plain PyTorch steps (AdamW, the profile's precision and memory
+    format, contiguous batches), after ``warmup`` untimed ones: the limit fetalbench's loop is
+    compared with."""
+    if profile.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate,
+                                  weight_decay=profile.weight_decay)
+    model.train()
+    started = 0.0
+    for index in range(warmup + steps):
+        if index == warmup:
+            started = time.perf_counter()
+        start = (index * batch_size) % (n_images - batch_size + 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in profile.precision):
+            loss = loss_of(slice(start, start + batch_size))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
     return time.perf_counter() - started
 
 
@@ -90,23 +112,14 @@ def supervised_step(profile: Profile, images: torch.Tensor, labels: torch.Tensor
 
     pl.seed_everything(0, verbose=False)
     bare = Classifier(create_backbone(profile.backbone, "imagenet"), int(labels.max()) + 1)
-    if profile.channels_last:
-        bare = bare.to(memory_format=torch.channels_last)
     augment = UltrasoundAugment(LIGHT)
-    optimizer = torch.optim.AdamW(bare.parameters(), lr=profile.learning_rate,
-                                  weight_decay=profile.weight_decay)
-    bare.train()
 
-    def step(index: int) -> None:
-        start = (index * n) % (len(images) - n + 1)
-        batch = to_float(images[start:start + n], profile.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in profile.precision):
-            loss = F.cross_entropy(bare(augment(batch)), labels[start:start + n])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    def loss(index: slice) -> torch.Tensor:
+        batch = to_float(images[index], profile.channels_last)
+        return F.cross_entropy(bare(augment(batch)), labels[index])
 
-    reference = _timed_loop(step, warmup, steps)
+    reference = bare_loop_seconds(bare, loss, profile.learning_rate, profile, n, len(images),
+                                  warmup, steps)
     rate_ours, rate_bare = n * steps / ours, n * steps / reference
     return (Measurement("supervised step, fetalbench (Lightning)", rate_ours,
                         "bare PyTorch loop", rate_ours / rate_bare),
@@ -126,23 +139,14 @@ def simclr_step(profile: Profile, images: torch.Tensor, warmup: int,
 
     pl.seed_everything(0, verbose=False)
     bare = SimCLR(create_backbone(profile.backbone, "imagenet"), SimCLRSettings())
-    if profile.channels_last:
-        bare = bare.to(memory_format=torch.channels_last)
     augment = UltrasoundAugment(STRONG)
-    optimizer = torch.optim.AdamW(bare.parameters(), lr=profile.pretrain_learning_rate,
-                                  weight_decay=profile.weight_decay)
-    bare.train()
 
-    def step(index: int) -> None:
-        start = (index * n) % (len(images) - n + 1)
-        batch = to_float(images[start:start + n], profile.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in profile.precision):
-            loss = bare.loss(augment(batch), augment(batch), 0.0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    def loss(index: slice) -> torch.Tensor:
+        batch = to_float(images[index], profile.channels_last)
+        return bare.loss(augment(batch), augment(batch), 0.0)
 
-    reference = _timed_loop(step, warmup, steps)
+    reference = bare_loop_seconds(bare, loss, profile.pretrain_learning_rate, profile, n,
+                                  len(images), warmup, steps)
     rate_ours, rate_bare = 2 * n * steps / ours, 2 * n * steps / reference
     return (Measurement("SimCLR step (views/s), fetalbench (Lightning)", rate_ours,
                         "bare PyTorch loop", rate_ours / rate_bare),
@@ -202,7 +206,7 @@ def run_benchmarks(profile: Profile, cache_root: Path, steps: int = 10,
     source = open_source("phantom", None, cache_root)
     cached = image_cache.load_images(source.catalog, source.identity.fingerprint,
                                      profile.resolution, cache_root)
-    images = torch.from_numpy(np.ascontiguousarray(cached[:512])).unsqueeze(1)
+    images = torch.from_numpy(np.array(cached[:512])).unsqueeze(1)
     labels = torch.arange(len(images)) % 3
     rows = list(cache_rates(cache_root, profile.resolution, 256))
     pipeline = data_pipeline(profile, images, 20)

@@ -6,7 +6,6 @@ software or date metadata and are written atomically, so equal inputs give equal
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,20 +13,11 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from fetalbench.atomic import write_bytes_atomic
+from fetalbench.plotting import save_png
 
 STYLE = {"font.size": 7}
-DPI = 110
 CAM_ALPHA = 0.45
 TITLE_SIZE = 6
-
-
-def _save(figure: Figure, path: Path) -> None:
-    buffer = io.BytesIO()
-    with matplotlib.rc_context(STYLE):
-        figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.1,
-                       metadata={"Software": None})
-    write_bytes_atomic(path, buffer.getvalue())
 
 
 def plot_gradcam(
@@ -66,7 +56,7 @@ def plot_gradcam(
             overlay.set_title(f"pred: {classes[predicted]}", fontsize=TITLE_SIZE,
                               color="darkgreen" if predicted == label else "darkred")
         figure.suptitle(title)
-        _save(figure, path)
+        save_png(figure, path, STYLE)
 
 
 def plot_tsne(
@@ -86,4 +76,4 @@ def plot_tsne(
         axes.set_yticks([])
         axes.legend(loc="best", markerscale=2, frameon=False)
         axes.set_title(title)
-        _save(figure, path)
+        save_png(figure, path, STYLE)
