@@ -6,6 +6,7 @@ Every user-fixable problem ends as one line on stderr and exit status 2, never a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from fetalbench.errors import FetalbenchError
 from fetalbench.paths import cache_dir
 
 EXIT_USER_ERROR = 2
+MIN_RESOLUTION = 16
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -43,6 +45,66 @@ def _seed(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not positive; use a whole number >= 1")
+    return value
+
+
+def _resolution(text: str) -> int:
+    value = _positive_int(text)
+    if value < MIN_RESOLUTION:
+        raise argparse.ArgumentTypeError(
+            f"{value} px is too small for the backbone; use at least {MIN_RESOLUTION}, e.g. 128"
+        )
+    return value
+
+
+def _writable_ancestor(path: Path, text: str) -> None:
+    """Refuse ``path`` unless the nearest existing folder above it can be written to."""
+    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{existing} is a file, so {text} cannot be made under it; pass another path"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(
+            f"{existing} is not writable; pass a folder you can write to"
+        )
+
+
+def _output_folder(text: str) -> Path:
+    """A folder to write into: a folder, or a path where one can be made (checked, not made)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text} is a file, not a folder; pass a folder (it is made if missing)"
+        )
+    _writable_ancestor(path, text)
+    return path
+
+
+def _output_file(text: str) -> Path:
+    """A file to write: not a folder, in a folder that exists or can be made."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; pass the path of a file")
+    _writable_ancestor(path.parent, text)
+    return path
+
+
+def _input_folder(text: str) -> Path:
+    """A folder to read; a missing one is left to the command, which says how to make it."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder; pass a folder")
+    return path
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from fetalbench.run import RunRequest, execute_run
 
@@ -62,8 +124,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     checkpoint_dir = None if args.no_checkpoint else (
         args.checkpoint_dir or cache_dir() / CHECKPOINTS_DIR
     )
+    from fetalbench.engine import Execution
+
     outcome = execute_run(request, args.out, cache_dir(), force=args.force,
-                          checkpoint_dir=checkpoint_dir)
+                          checkpoint_dir=checkpoint_dir,
+                          execution=Execution(args.devices, args.num_nodes))
     if outcome.record is not None:
         metrics = outcome.record["metrics"]
         synthetic = " (synthetic phantom)" if outcome.record["dataset"]["synthetic"] else ""
@@ -117,14 +182,51 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     from fetalbench.benchmark.grid import run_grid
     from fetalbench.benchmark.suites import load_suite
 
+    if args.launcher == "slurm":
+        return _submit_grid_to_slurm(args)
+    given = [f"--{name.replace('_', '-')}" for name in (*SLURM_OPTIONS, "wait")
+             if getattr(args, name) not in (None, False)]
+    if given:
+        raise FetalbenchError(f"{' '.join(given)} apply only to --launcher slurm; add "
+                              "--launcher slurm or drop them")
     suite = load_suite(args.suite)
     summary = run_grid(suite, args.data_root, args.out, cache_dir())
     print(
         f"grid {suite.name}: {summary.total} runs, {summary.skipped} already done, "
-        f"{summary.succeeded} ran, {summary.failed} failed, {summary.pretraining_runs} "
+        f"{summary.succeeded} ran, {summary.failed} failed, {summary.running_elsewhere} "
+        f"running elsewhere, {summary.pretraining_runs} "
         f"pre-training stage(s) trained and {summary.pretraining_reused} reused, "
         f"in {summary.seconds:.0f}s"
     )
+    return 1 if summary.failed else 0
+
+
+SLURM_OPTIONS = ("partition", "gpus_per_node", "time", "mem", "cpus_per_task")
+
+
+def _submit_grid_to_slurm(args: argparse.Namespace) -> int:
+    """``grid --launcher slurm``: submit one job per pre-training group; with --wait, block."""
+    from fetalbench.benchmark.slurm import SlurmOptions, submit_grid, wait_for_jobs
+    from fetalbench.benchmark.suites import load_suite
+
+    suite = load_suite(args.suite)
+    options = SlurmOptions(**{name: getattr(args, name) for name in SLURM_OPTIONS})
+    submission = submit_grid(suite, args.data_root, args.out, cache_dir(), options)
+    runs = sum(len(group) for group in submission.groups)
+    print(f"grid {suite.name} on Slurm: {submission.total} runs, {submission.skipped} already "
+          f"done, {runs} to run in {len(submission.jobs)} job(s)")
+    if not submission.jobs:
+        return 0
+    print(f"job ids: {' '.join(job.job_id for job in submission.jobs)}")
+    print(f"job logs: {submission.folder}")
+    if not args.wait:
+        return 0
+    summary = wait_for_jobs(submission)
+    for failure in summary.failed_jobs:
+        print(f"job {failure}", file=sys.stderr)
+    print(f"grid {suite.name} on Slurm: {summary.succeeded} ran, {summary.failed} failed, "
+          f"{summary.done_already} done meanwhile, {summary.running_elsewhere} running "
+          f"elsewhere, waited {summary.seconds:.0f}s")
     return 1 if summary.failed else 0
 
 
@@ -208,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--task", required=True, help="a name from `fetalbench tasks`")
     run.add_argument("--dataset", default="phantom", choices=DATASETS,
                      help="phantom (synthetic, built in; default) or fetal_planes_db (real)")
-    run.add_argument("--data-root", type=Path, help="FETAL_PLANES_DB folder (real dataset)")
+    run.add_argument("--data-root", type=_input_folder,
+                     help="FETAL_PLANES_DB folder (real dataset)")
     run.add_argument("--fraction", type=_fraction, default=1.0,
                      help="share of training labels, in (0, 1] (default 1)")
     run.add_argument("--seed", type=_seed, default=0, help="seed >= 0 (default 0)")
@@ -219,14 +322,20 @@ def build_parser() -> argparse.ArgumentParser:
                      "images (default, as in the paper) or every training image of the dataset")
     run.add_argument("--profile", default="quick", choices=list(PROFILES),
                      help="quick (2 CPU cores, default) or paper (GPU, the paper's scale)")
-    run.add_argument("--out", type=Path, default=Path("results"),
+    run.add_argument("--out", type=_output_folder, default=Path("results"),
                      help="folder for run records (default results/)")
     run.add_argument("--force", action="store_true", help="rerun even if the record exists")
-    run.add_argument("--checkpoint-dir", type=Path,
+    run.add_argument("--checkpoint-dir", type=_output_folder,
                      help="folder for the trained model's safetensors checkpoint (default "
                      "$FETALBENCH_CACHE/checkpoints, i.e. ~/.cache/fetalbench/checkpoints)")
     run.add_argument("--no-checkpoint", action="store_true",
                      help="do not save the trained model (`fetalbench explain` then cannot run)")
+    run.add_argument("--devices", type=_positive_int, default=1,
+                     help="train on N devices (GPUs, or CPU processes) per node with Lightning "
+                     "DDP; the global batch stays the profile's (default 1)")
+    run.add_argument("--num-nodes", type=_positive_int, default=1,
+                     help="train on M nodes (start the command on each, e.g. with srun; "
+                     "default 1)")
     run.set_defaults(handler=_cmd_run)
 
     explain = commands.add_parser(
@@ -237,27 +346,39 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--task", help="find the record by task (with --method)")
     explain.add_argument("--fraction", type=_fraction, help="label fraction of the run")
     explain.add_argument("--seed", type=_seed, help="seed of the run")
-    explain.add_argument("--results", type=Path, default=Path("results"),
+    explain.add_argument("--results", type=_input_folder, default=Path("results"),
                          help="folder of run records (default results/)")
-    explain.add_argument("--out", type=Path,
+    explain.add_argument("--out", type=_output_folder,
                          help="folder for the figures (default results/figures/explain/"
                          "<dataset>_<task>_<method>_f<fraction>_s<seed>/)")
-    explain.add_argument("--per-class", type=int, default=4,
+    explain.add_argument("--per-class", type=_positive_int, default=4,
                          help="Grad-CAM samples per class (default 4)")
     explain.set_defaults(handler=_cmd_explain)
 
     grid = commands.add_parser("grid", help="run a suite's grid of runs (resumable)")
     grid.add_argument("--suite", required=True,
                       help="smoke, phantom, paper, full, or the path of a suite .toml file")
-    grid.add_argument("--data-root", type=Path, help="FETAL_PLANES_DB folder (real dataset)")
-    grid.add_argument("--out", type=Path, default=Path("results"),
+    grid.add_argument("--data-root", type=_input_folder,
+                      help="FETAL_PLANES_DB folder (real dataset)")
+    grid.add_argument("--out", type=_output_folder, default=Path("results"),
                       help="folder for run records (default results/)")
+    grid.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                      help="local: run here, one run after another (default); slurm: submit one "
+                      "job per pre-training group through submitit and return")
+    grid.add_argument("--partition", help="Slurm partition (overrides the suite's [slurm])")
+    grid.add_argument("--gpus-per-node", type=_positive_int, help="Slurm GPUs per job")
+    grid.add_argument("--time", type=_positive_int,
+                      help="Slurm time limit per job in minutes (default 60)")
+    grid.add_argument("--mem", type=_positive_int, help="Slurm memory per job in GB")
+    grid.add_argument("--cpus-per-task", type=_positive_int, help="Slurm CPUs per job")
+    grid.add_argument("--wait", action="store_true",
+                      help="with --launcher slurm: wait for the jobs and print a summary")
     grid.set_defaults(handler=_cmd_grid)
 
     board = commands.add_parser("leaderboard", help="write leaderboard.md from the records")
-    board.add_argument("--results", type=Path, default=Path("results"),
+    board.add_argument("--results", type=_input_folder, default=Path("results"),
                        help="folder of run records (default results/)")
-    board.add_argument("--output", type=Path, default=Path("leaderboard.md"),
+    board.add_argument("--output", type=_output_file, default=Path("leaderboard.md"),
                        help="the file to write or check (default leaderboard.md)")
     board.add_argument("--check", action="store_true",
                        help="exit non-zero when the file differs from what the records produce")
@@ -267,8 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="measure data pipeline and training-loop speed against a bare PyTorch loop"
     )
     bench.add_argument("--profile", default="quick", choices=list(PROFILES))
-    bench.add_argument("--steps", type=int, default=10, help="timed steps per loop (default 10)")
-    bench.add_argument("--json", type=Path, help="also write the measurements to this file")
+    bench.add_argument("--steps", type=_positive_int, default=10,
+                       help="timed steps per loop (default 10)")
+    bench.add_argument("--json", type=_output_file,
+                       help="also write the measurements to this file")
     bench.set_defaults(handler=_cmd_bench)
 
     commands.add_parser("methods", help="list registered methods").set_defaults(
@@ -280,16 +403,19 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", required=True,
                                         parser_class=OneLineParser)
     download = data_commands.add_parser("download", help="fetch the dataset from Zenodo")
-    download.add_argument("--root", type=Path, required=True, help="folder to put it in")
+    download.add_argument("--root", type=_output_folder, required=True,
+                          help="folder to put it in")
     download.set_defaults(handler=_cmd_data_download)
     verify = data_commands.add_parser("verify", help="check a FETAL_PLANES_DB folder")
-    verify.add_argument("--root", type=Path, required=True, help="the folder to check")
+    verify.add_argument("--root", type=_input_folder, required=True,
+                        help="the folder to check")
     verify.set_defaults(handler=_cmd_data_verify)
 
     calibrate = commands.add_parser(
         "calibrate", help="measure the phantom's difficulty with a fixed ImageNet linear probe"
     )
-    calibrate.add_argument("--resolution", type=int, default=128, help="probe input size")
+    calibrate.add_argument("--resolution", type=_resolution, default=128,
+                           help=f"probe input size, at least {MIN_RESOLUTION} (default 128)")
     calibrate.add_argument("--seed", type=_seed, default=0, help="seed of the 5%% subset")
     calibrate.set_defaults(handler=_cmd_calibrate)
     return parser

@@ -3,13 +3,21 @@
 Images travel as uint8 tensors and become floats and augmented views on the device, after the
 batch transfer, so the DataLoader does no per-image work. The best step is chosen on validation
 macro F1 by Lightning's ``ModelCheckpoint``; the test set is never seen here.
+
+One run may train on several devices or nodes with Lightning's DDP strategy (PyTorch Lightning
+docs, "GPU training (Intermediate)": ``Trainer(devices=N, num_nodes=M, strategy="ddp")``; on CPU
+it uses the gloo backend). Lightning starts the other processes by re-running the command (or
+finds them started by ``srun`` or ``torchrun``), so every rank runs the whole run; see
+:class:`Execution` for how the ranks share the work.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +28,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from fetalbench.augment import LIGHT, UltrasoundAugment
+from fetalbench.errors import FetalbenchError
 from fetalbench.metrics import macro_f1
 from fetalbench.profiles import Profile
 
@@ -30,9 +39,67 @@ for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lig
     logging.getLogger(_name).setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
+# validation macro F1 is computed on the gathered shards, so it is already the same on every rank
+warnings.filterwarnings("ignore", ".*sync_dist=True.*")
 
 
 _progress_bars = True
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where one run trains: ``devices`` processes per node on ``num_nodes`` nodes.
+
+    One process (the default) uses Lightning's single-device strategy; more use DDP. The global
+    batch stays the profile's: each of the ``world_size`` processes takes ``batch //
+    world_size`` images per step (see :func:`batches`), and the step budget is unchanged, so a
+    2-device run makes the same optimiser steps on batches of the same size as a 1-device run.
+    Every rank trains; only global rank 0 holds the run's locks, writes caches and
+    checkpoints, tests and writes the record (:func:`launched_rank` tells ranks apart before
+    Lightning has set up, ``trainer.is_global_zero`` after). Not part of the spec hash: where a
+    run executed does not change what it is.
+    """
+
+    devices: int = 1
+    num_nodes: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("devices", "num_nodes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise FetalbenchError(f"{name} must be a whole number >= 1, not {value!r}")
+
+    @property
+    def world_size(self) -> int:
+        """The number of training processes."""
+        return self.devices * self.num_nodes
+
+    @property
+    def strategy(self) -> str:
+        """The Lightning strategy: ``auto`` (one device) or ``ddp``."""
+        return "auto" if self.world_size == 1 else "ddp"
+
+    def as_record(self) -> dict:
+        """The record's ``execution`` section."""
+        return {"devices": self.devices, "num_nodes": self.num_nodes, "strategy": self.strategy}
+
+
+SINGLE_PROCESS = Execution()
+
+
+def launched_rank(devices_per_node: int) -> int:
+    """This process's global rank as set by whatever launched it; 0 when nothing did.
+
+    Lightning's DDP launcher gives the processes it starts ``LOCAL_RANK`` and ``NODE_RANK``;
+    ``torchrun`` sets ``RANK``; ``srun`` sets ``SLURM_PROCID`` (checked last, because it is also
+    set, to 0, in a one-task Slurm job whose processes Lightning starts itself).
+    """
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    if "LOCAL_RANK" in os.environ or "NODE_RANK" in os.environ:
+        node_rank = int(os.environ.get("NODE_RANK", 0))
+        return node_rank * devices_per_node + int(os.environ.get("LOCAL_RANK", 0))
+    return int(os.environ.get("SLURM_PROCID", 0))
 
 
 def show_progress_bars(enabled: bool) -> None:
@@ -58,6 +125,7 @@ class SupervisedModule(pl.LightningModule):
         self.augment = UltrasoundAugment(LIGHT)
         self._predictions: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
+        self._positions: list[torch.Tensor] = []
         if freeze_backbone:
             classifier.backbone.requires_grad_(False)
 
@@ -76,17 +144,27 @@ class SupervisedModule(pl.LightningModule):
         self.log("train_loss", loss, prog_bar=True)
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
-        images, labels = batch
+    def validation_step(self, batch: tuple[torch.Tensor, ...], _: int) -> None:
+        images, labels, positions = batch
         logits = self.classifier(to_float(images, self.profile.channels_last))
-        self._predictions.append(logits.argmax(dim=1).cpu())
-        self._labels.append(labels.cpu())
+        self._predictions.append(logits.argmax(dim=1))
+        self._labels.append(labels)
+        self._positions.append(positions)
 
     def on_validation_epoch_end(self) -> None:
-        predictions = torch.cat(self._predictions).numpy()
-        labels = torch.cat(self._labels).numpy()
+        """Macro F1 over the whole validation set, the same on every rank.
+
+        Under DDP each rank validates a shard (Lightning's distributed sampler, which pads the
+        shards with repeated images); the shards are gathered and each image counted once.
+        """
+        gathered = [self.all_gather(torch.cat(parts)).reshape(-1).cpu().numpy()
+                    for parts in (self._predictions, self._labels, self._positions)]
         self._predictions.clear()
         self._labels.clear()
+        self._positions.clear()
+        predictions, labels, positions = gathered
+        _, first = np.unique(positions, return_index=True)
+        predictions, labels = predictions[first], labels[first]
         n_classes = self.classifier.head.out_features
         self.log("val_macro_f1", macro_f1(labels, predictions, n_classes), prog_bar=True)
 
@@ -101,11 +179,20 @@ class SupervisedModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def make_trainer(profile: Profile, max_steps: int, callbacks: list, **options) -> pl.Trainer:
-    """A Lightning trainer with fetalbench's defaults (no logger files, deterministic)."""
+def make_trainer(
+    profile: Profile,
+    max_steps: int,
+    callbacks: list,
+    execution: Execution = SINGLE_PROCESS,
+    **options,
+) -> pl.Trainer:
+    """A Lightning trainer with fetalbench's defaults (no logger files, deterministic), on the
+    devices, nodes and strategy of ``execution``."""
     return pl.Trainer(
         accelerator="auto",
-        devices=1,
+        devices=execution.devices,
+        num_nodes=execution.num_nodes,
+        strategy=execution.strategy,
         precision=profile.precision,
         max_steps=max_steps,
         logger=False,
@@ -133,11 +220,17 @@ def _whole_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return batch
 
 
-def batches(dataset: TensorDataset, batch_size: int) -> DataLoader:
-    """Shuffled full batches of an in-memory dataset (one smaller batch if it is small)."""
+def batches(dataset: TensorDataset, batch_size: int, world_size: int = 1) -> DataLoader:
+    """Shuffled full batches of an in-memory dataset (one smaller batch if it is small).
+
+    ``batch_size`` is the global batch: with ``world_size`` DDP processes, each process takes
+    ``batch_size // world_size`` images of its shard per step (Lightning gives each process a
+    shard through a distributed sampler), so the global batch is the same as on one device,
+    rounded down to a multiple of the world size.
+    """
     return DataLoader(
         InMemoryDataset(*dataset.tensors),
-        batch_size=min(batch_size, len(dataset)),
+        batch_size=max(1, min(batch_size, len(dataset)) // world_size),
         shuffle=True,
         drop_last=True,
         collate_fn=_whole_batch,
@@ -163,19 +256,23 @@ def fit_module(
     """Train a :class:`SupervisedModule` on the labelled batches plus ``extra_loaders``.
 
     Validation runs at evenly spaced steps; the weights of the step best on validation macro F1
-    are loaded back into the module's classifier.
+    are loaded back into the module's classifier. Under DDP (``context.execution``) only rank 0
+    saves and reloads the best step (it alone is tested); another rank keeps the last step's
+    weights and reports ``best_step`` None.
     """
-    profile, data = context.profile, context.data
+    profile, data, execution = context.profile, context.data, context.execution
     interval = max(1, profile.downstream_steps // profile.validations)
     max_steps = interval * max(1, profile.downstream_steps // interval)
     loaders = {
         "labelled": batches(
-            TensorDataset(data.labelled_images, data.labelled_labels), profile.batch_size
+            TensorDataset(data.labelled_images, data.labelled_labels), profile.batch_size,
+            execution.world_size,
         ),
         **extra_loaders,
     }
+    positions = torch.arange(len(data.validation_labels))
     validation_loader = DataLoader(
-        TensorDataset(data.validation_images, data.validation_labels), batch_size=256
+        TensorDataset(data.validation_images, data.validation_labels, positions), batch_size=256
     )
     classifier = module.classifier
     if profile.channels_last:
@@ -188,15 +285,18 @@ def fit_module(
             profile,
             max_steps,
             [checkpoint],
+            execution,
             max_epochs=-1,
             val_check_interval=interval,
             check_val_every_n_epoch=None,
         )
         trainer.fit(module, loaders, validation_loader)
-        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
-        module.load_state_dict(best["state_dict"])
         best_f1 = float(checkpoint.best_model_score)
-        best_step = int(best["global_step"])
+        best_step = None
+        if trainer.is_global_zero:  # only rank 0 saves checkpoints, and only it is tested
+            best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+            module.load_state_dict(best["state_dict"])
+            best_step = int(best["global_step"])
     classifier.cpu().eval()
     return {
         "best_validation_macro_f1": best_f1,

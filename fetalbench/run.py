@@ -17,7 +17,7 @@ import torch
 from fetalbench.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_classifier
 from fetalbench.datasets.image_cache import load_images
 from fetalbench.datasets.sources import DatasetSource, open_source
-from fetalbench.engine import predict
+from fetalbench.engine import SINGLE_PROCESS, Execution, launched_rank, predict
 from fetalbench.errors import FetalbenchError
 from fetalbench.explain.explain import defining_masks_of_rows, explain_test_set
 from fetalbench.locks import describe_holder, lock_path, locked
@@ -127,6 +127,7 @@ def execute_run(
     log: Callable[[str], None] = print,
     force: bool = False,
     checkpoint_dir: Path | Literal["cache"] | None = "cache",
+    execution: Execution = SINGLE_PROCESS,
 ) -> RunOutcome:
     """Run ``request`` and write its record under ``out_dir``; reuse an existing record.
 
@@ -142,6 +143,11 @@ def execute_run(
     the record write, so two processes never run one spec at once: a run locked by a live
     process raises :class:`~fetalbench.locks.LockedElsewhere`; one left by a dead process is
     taken over. The record's ``checkpoint_sha256`` lets loaders detect a corrupt checkpoint.
+
+    ``execution`` trains on several devices or nodes (Lightning DDP; the record's ``execution``
+    section says how, outside the spec hash). Every rank calls this function; a rank other than
+    0 trains beside rank 0 and returns ``record=None``: only rank 0 takes the lock, tests, saves
+    the checkpoint and writes the record.
     """
     validate_request(request)
     git_revision()
@@ -154,15 +160,20 @@ def execute_run(
         log(f"dataset: {identity.name} at {identity.root} ({identity.n_images} images)")
     spec = resolve_spec(request, source)
     record_path = spec.record_path(out_dir)
+    if launched_rank(execution.devices) != 0:
+        if force or read_record_status(record_path) != "ok":
+            _train_and_record(spec, source, cache_root, log, None, started, execution)
+        return RunOutcome(record_path, reused=False, record=None)
     with locked(lock_path(record_path)) as lock:
         if lock.took_over:
-            log(f"taking over the run of {describe_holder(lock.took_over)}, which stopped "
-                f"before finishing it: {record_path}")
+            log(f"taking over the lock of {describe_holder(lock.took_over)}, which is no "
+                f"longer running: {record_path}")
         if read_record_status(record_path) == "ok" and not force:
             log(f"record exists for this spec, not rerun (use --force to rerun): {record_path}")
             return RunOutcome(record_path, reused=True, record=None)
         log(f"executing run {spec.hash()} in pid {os.getpid()} on {socket.gethostname()}")
-        record = _train_and_record(spec, source, cache_root, log, checkpoint_dir, started)
+        record = _train_and_record(spec, source, cache_root, log, checkpoint_dir, started,
+                                   execution)
         write_record(record_path, record)
     return RunOutcome(record_path, reused=False, record=record)
 
@@ -174,8 +185,10 @@ def _train_and_record(
     log: Callable[[str], None],
     checkpoint_dir: Path | Literal["cache"] | None,
     started: float,
-) -> dict:
-    """Train and test the run of ``spec`` (its lock held by the caller); its record."""
+    execution: Execution,
+) -> dict | None:
+    """Train and test the run of ``spec`` (its lock held by the caller); its record (None on a
+    DDP rank other than 0, which only trains)."""
     method, task, identity = METHODS.get(spec.method), TASKS.get(spec.task), source.identity
     rows = task.select(source.catalog)
     split = split_task(rows, spec.fraction, spec.seed, spec.profile.validation_fraction)
@@ -207,9 +220,12 @@ def _train_and_record(
         data=data,
         cache_root=cache_root,
         log=log,
+        execution=execution,
     )
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     result = method.train(context)
+    if launched_rank(execution.devices) != 0:
+        return None
     trained = time.perf_counter()
     test_images = _tensor(images, split.test)
     predictions = predict(result.classifier, test_images, spec.profile.channels_last)
@@ -238,6 +254,7 @@ def _train_and_record(
         checkpoint=None if checkpoint is None else str(checkpoint),
         checkpoint_sha256=checkpoint_sha256,
         method_notes=result.notes,
+        execution=execution.as_record(),
         split={
             "labelled": len(split.labelled),
             "train": len(split.train),

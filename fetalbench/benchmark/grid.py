@@ -3,10 +3,16 @@
 A run whose record exists with status ``ok`` (same spec hash) is skipped, so a killed grid picks
 up where it stopped. A run that raises is written as a ``failed`` record with its error, and the
 grid goes on; a failed run is tried again the next time the grid runs.
+
+Several grids may share one results folder (several terminals, several hosts on one file
+system): each run is taken under its lock (:mod:`fetalbench.locks`), so a run is executed by one
+process only; a grid that finds a run locked by a live process skips it and reports it as
+running elsewhere, and takes over the lock of a process that died.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from dataclasses import dataclass
@@ -18,6 +24,7 @@ from fetalbench.benchmark.suites import Suite
 from fetalbench.datasets.sources import open_source
 from fetalbench.engine import show_progress_bars
 from fetalbench.errors import FetalbenchError
+from fetalbench.locks import LockedElsewhere, describe_holder, lock_path, locked
 from fetalbench.records import new_record, read_record_status, write_record
 from fetalbench.run import RunRequest, execute_run, resolve_spec
 
@@ -30,6 +37,7 @@ class GridSummary:
     skipped: int
     succeeded: int
     failed: int
+    running_elsewhere: int
     pretraining_runs: int
     pretraining_reused: int
     seconds: float
@@ -43,21 +51,27 @@ def run_grid(suite: Suite, data_root: Path | None, out_dir: Path, cache_root: Pa
                if read_record_status(resolve_spec(r, source).record_path(out_dir)) != "ok"]
     skipped = len(requests) - len(pending)
     show_progress_bars(False)
-    succeeded = failed = pretrained = reused = 0
+    succeeded = failed = elsewhere = pretrained = reused = 0
     started = time.perf_counter()
     progress = tqdm(pending, desc=f"grid {suite.name}", unit="run", dynamic_ncols=True)
     progress.write(f"{suite.name}: {len(requests)} runs, {skipped} already done, "
                    f"{len(pending)} to run")
     for request in progress:
-        progress.set_postfix_str(f"{request.method} {request.task} f={request.fraction:g} "
-                                 f"s={request.seed}")
+        name = f"{request.method} {request.task} f={request.fraction:g} s={request.seed}"
+        progress.set_postfix_str(name)
         try:
-            outcome = execute_run(request, out_dir, cache_root, log=progress.write, force=True)
+            outcome = execute_run(request, out_dir, cache_root, log=progress.write)
+        except LockedElsewhere as busy:
+            elsewhere += 1
+            progress.write(f"running elsewhere ({describe_holder(busy.holder)}), skipped: {name}")
+            continue
         except Exception as error:
             failed += 1
             write_failed_record(request, source, out_dir, error)
-            progress.write(f"FAILED {request.method} {request.task} f={request.fraction:g} "
-                           f"s={request.seed}: {error}")
+            progress.write(f"FAILED {name}: {error}")
+            continue
+        if outcome.reused:  # another process finished it since this grid started
+            skipped += 1
             continue
         succeeded += 1
         pretraining = outcome.record["method_notes"].get("pretraining")
@@ -67,16 +81,24 @@ def run_grid(suite: Suite, data_root: Path | None, out_dir: Path, cache_root: Pa
     progress.close()
     show_progress_bars(True)
     return GridSummary(total=len(requests), skipped=skipped, succeeded=succeeded,
-                       failed=failed, pretraining_runs=pretrained - reused,
-                       pretraining_reused=reused, seconds=time.perf_counter() - started)
+                       failed=failed, running_elsewhere=elsewhere,
+                       pretraining_runs=pretrained - reused, pretraining_reused=reused,
+                       seconds=time.perf_counter() - started)
 
 
 def write_failed_record(request: RunRequest, source, out_dir: Path, error: Exception) -> None:
-    """A record that says the run failed and why (it never enters the leaderboard's numbers)."""
+    """A record that says the run failed and why (it never enters the leaderboard's numbers).
+
+    Written under the run's lock, and only if no process has meanwhile written a successful
+    record or holds the run now.
+    """
     spec = resolve_spec(request, source)
+    path = spec.record_path(out_dir)
     message = str(error) if isinstance(error, FetalbenchError) else (
         f"{type(error).__name__}: {error}")
     record = new_record(spec, status="failed", error=message,
                         traceback=traceback.format_exception(error)[-8:],
                         dataset={**source.identity.__dict__})
-    write_record(spec.record_path(out_dir), record)
+    with contextlib.suppress(LockedElsewhere), locked(lock_path(path)):
+        if read_record_status(path) != "ok":
+            write_record(path, record)

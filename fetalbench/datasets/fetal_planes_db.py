@@ -14,7 +14,10 @@ a file name is not the class).
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +36,11 @@ PLANES = (
     "Other",
 )
 BRAIN_PLANES = ("Trans-thalamic", "Trans-cerebellum", "Trans-ventricular", "Other", "Not A Brain")
+MAX_CSV_BYTES = 64 << 20
+MAX_FIELD_CHARS = 1000
+FORMULA_START = r"[=+\-@]"
+CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+TEXT_COLUMNS = ("Image_name", "Plane", "Brain_plane", "Operator", "US_Machine")
 CATALOG_COLUMNS = (
     "image_name",
     "path",
@@ -55,22 +63,30 @@ def read_metadata(csv_path: Path) -> pd.DataFrame:
 
     Returns one row per image with the official columns, every value stripped. Raises
     :class:`FetalbenchError` naming the file and line for a missing column, an unknown label, a
-    non-integer patient, a ``Train`` value other than 0/1, or a duplicate image name.
+    non-integer patient, a ``Train`` value other than 0/1, or a duplicate image name; and, as the
+    file may come from anywhere, for hostile content (see :func:`_check_untrusted_bytes` and
+    :func:`_check_untrusted_cells`) before anything else looks at it.
     """
     if not csv_path.is_file():
         raise FetalbenchError(
             f"{csv_path} not found: a FETAL_PLANES_DB root holds {CSV_NAME} and {IMAGES_DIR}/; "
             "get it with `fetalbench data download --root DIR`"
         )
+    text = _check_untrusted_bytes(csv_path)
     try:
-        table = pd.read_csv(csv_path, sep=";", dtype=str, keep_default_na=False, encoding="utf-8")
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        table = pd.read_csv(io.StringIO(text), sep=";", dtype=str, keep_default_na=False,
+                            quoting=csv.QUOTE_NONE)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise FetalbenchError(
             f"{csv_path} is not a readable ;-separated UTF-8 CSV ({first_line}); "
             "replace it with the official FETAL_PLANES_DB_data.csv"
         ) from None
     table.columns = [str(name).strip() for name in table.columns]
+    repeated = table.columns[table.columns.duplicated()]
+    if len(repeated):
+        raise FetalbenchError(f"{csv_path}:1: column {repeated[0]!r} appears twice in the "
+                              "header; remove one")
     missing = [name for name in COLUMNS if name not in table.columns]
     if missing:
         raise FetalbenchError(
@@ -78,15 +94,16 @@ def read_metadata(csv_path: Path) -> pd.DataFrame:
             f"{';'.join(COLUMNS)}"
         )
     table = table[list(COLUMNS)].apply(lambda column: column.str.strip())
+    _check_untrusted_cells(csv_path, table)
     _check_values(csv_path, table, "Plane", PLANES)
     _check_values(csv_path, table, "Brain_plane", BRAIN_PLANES)
     _check_values(csv_path, table, "Train", ("0", "1"))
-    not_integer = ~table["Patient_num"].str.fullmatch(r"\d+")
+    not_integer = ~table["Patient_num"].str.fullmatch(r"[0-9]{1,9}")
     if not_integer.any():
         index = int(not_integer.idxmax())
         raise FetalbenchError(
             f"{csv_path}:{_csv_line(index)}: Patient_num {table.at[index, 'Patient_num']!r} is "
-            "not a whole number; fix that row"
+            "not a whole number (at most 9 digits); fix that row"
         )
     empty_name = table["Image_name"] == ""
     if empty_name.any():
@@ -102,6 +119,71 @@ def read_metadata(csv_path: Path) -> pd.DataFrame:
             f"{_csv_line(first)}; remove the duplicate row"
         )
     return table
+
+
+def _check_untrusted_bytes(csv_path: Path) -> str:
+    """The CSV's text, once its size, encoding, characters and shape are known to be harmless.
+
+    Refused, naming file and line: a file over :data:`MAX_CSV_BYTES`, bytes that are not UTF-8,
+    a NUL or other control character (tab aside), a carriage return inside a line, a line with
+    another number of ``;``-separated fields than the header. A UTF-8 byte-order mark is dropped.
+    Quotes have no special meaning (the official CSV has none), so a line is a row.
+    """
+    size = csv_path.stat().st_size
+    if size > MAX_CSV_BYTES:
+        raise FetalbenchError(
+            f"{csv_path} is {size} bytes, over the {MAX_CSV_BYTES} a metadata CSV can be (the "
+            "official one is under 1 MB); replace it with the official FETAL_PLANES_DB_data.csv"
+        )
+    data = csv_path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise FetalbenchError(
+            f"{csv_path}:{line}: not UTF-8 (byte {data[error.start]:#04x}); save the file as "
+            "UTF-8 or replace it with the official FETAL_PLANES_DB_data.csv"
+        ) from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    header_fields = lines[0].count(";") + 1 if lines else 0
+    for number, line in enumerate(lines, start=1):
+        line = line.removesuffix("\r")
+        control = CONTROL_CHARACTER.search(line)
+        if control:
+            raise FetalbenchError(
+                f"{csv_path}:{number}: control character {control.group()!r} (a binary or "
+                "damaged file); remove it or replace the file with the official CSV"
+            )
+        if line.count(";") + 1 != header_fields:
+            raise FetalbenchError(
+                f"{csv_path}:{number}: {line.count(';') + 1} ;-separated fields, not the "
+                f"header's {header_fields}; fix that row"
+            )
+    return text
+
+
+def _check_untrusted_cells(csv_path: Path, table: pd.DataFrame) -> None:
+    """Refuse huge cells and formula-like text (CSV injection).
+
+    A text cell starting with ``=``, ``+``, ``-`` or ``@`` would run as a formula if a table
+    built from this one were opened in a spreadsheet; no value of the official CSV does
+    (``Patient_num`` and ``Train`` are checked as numbers instead).
+    """
+    for column in table.columns:
+        values = table[column]
+        checks = [(values.str.len() > MAX_FIELD_CHARS, f"is over {MAX_FIELD_CHARS} characters")]
+        if column in TEXT_COLUMNS:
+            checks.append((values.str.match(FORMULA_START),
+                           "starts like a spreadsheet formula (=, +, -, @)"))
+        for bad, problem in checks:
+            if bad.any():
+                index = int(bad.idxmax())
+                raise FetalbenchError(
+                    f"{csv_path}:{_csv_line(index)}: {column} {values[index]!r:.60} {problem}; "
+                    "fix that cell or replace the file with the official CSV"
+                )
 
 
 def _check_values(csv_path: Path, table: pd.DataFrame, column: str, allowed: tuple) -> None:

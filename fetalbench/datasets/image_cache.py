@@ -1,17 +1,20 @@
 """The image cache: every PNG of a source decoded once, to grayscale uint8 at one resolution.
 
 Epochs read memory, not PNGs. The cache of a source is one ``.npy`` array (images in catalog
-order, memory-mapped on load) plus a JSON index of image names, keyed by the source's fingerprint
-and the resolution. Both files are written atomically; an index that does not match the catalog
-means the cache is rebuilt, not trusted.
+order, memory-mapped on load) plus a JSON index of image names and the array file's sha256, keyed
+by the source's fingerprint and the resolution. Both files are written atomically; an index that
+does not match the catalog, or an array whose bytes do not match the index's sha256 (a corrupt or
+half-replaced cache), means the cache is rebuilt, not trusted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -51,30 +54,56 @@ def load_images(
 ) -> np.ndarray:
     """All images of ``catalog`` as uint8 ``[N, resolution, resolution]``, in catalog order.
 
-    Read from the cache when it is there and matches the catalog; otherwise decoded once (in
+    Read from the cache when it is there, matches the catalog and passes its checksum (the array
+    file is hashed on every load: ~0.1 s for 50 MB); otherwise decoded once (in
     ``workers`` processes, default: all cores) and cached. A PNG that does not decode is an error
     naming the file and its CSV line.
     """
     array_path, index_path = cache_paths(cache_root, fingerprint, resolution)
     names = catalog["image_name"].tolist()
-    if array_path.is_file() and index_path.is_file():
-        try:
-            index = json.loads(index_path.read_text())
-            images = np.load(array_path, mmap_mode="r")
-        except (OSError, ValueError):
-            index, images = None, None
-        if (
-            index is not None
-            and index.get("names") == names
-            and images.shape == (len(names), resolution, resolution)
-            and images.dtype == np.uint8
-        ):
-            return images
+    cached = _read_cache(array_path, index_path, names, resolution)
+    if cached is not None:
+        return cached
     images = _decode_all(catalog, resolution, workers)
-    write_atomic(array_path, lambda stream: np.save(stream, images))
-    index = {"fingerprint": fingerprint, "resolution": resolution, "names": names}
+    digest = hashlib.sha256()
+    write_atomic(array_path, lambda stream: np.save(_Hashing(stream, digest), images))
+    index = {"fingerprint": fingerprint, "resolution": resolution, "names": names,
+             "sha256": digest.hexdigest()}
     write_bytes_atomic(index_path, json.dumps(index).encode())
     return images
+
+
+def _read_cache(
+    array_path: Path, index_path: Path, names: list[str], resolution: int
+) -> np.ndarray | None:
+    """The cached array if its index matches ``names`` and its bytes match the index's sha256."""
+    try:
+        index = json.loads(index_path.read_text())
+        if not (isinstance(index, dict) and index.get("names") == names):
+            return None
+        digest = hashlib.sha256()
+        with array_path.open("rb") as stream:
+            while chunk := stream.read(1 << 22):
+                digest.update(chunk)
+        if digest.hexdigest() != index.get("sha256"):
+            return None
+        images = np.load(array_path, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    if images.shape != (len(names), resolution, resolution) or images.dtype != np.uint8:
+        return None
+    return images
+
+
+class _Hashing:
+    """A write-only stream that feeds what passes through it to a hash."""
+
+    def __init__(self, stream: BinaryIO, digest: hashlib._Hash):
+        self.stream, self.digest = stream, digest
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.stream.write(data)
 
 
 def _decode_all(catalog: pd.DataFrame, resolution: int, workers: int | None) -> np.ndarray:

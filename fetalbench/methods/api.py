@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fetalbench.engine import SINGLE_PROCESS, Execution
 from fetalbench.profiles import Profile
 from fetalbench.registry import Registry
 
@@ -49,7 +50,12 @@ class TaskData:
 
 @dataclass(frozen=True)
 class MethodContext:
-    """Everything a method receives."""
+    """Everything a method receives.
+
+    ``execution`` says on how many devices and nodes the run trains (Lightning DDP); pass it to
+    :func:`~fetalbench.engine.make_trainer` and the world size to
+    :func:`~fetalbench.engine.batches` (the engine's own helpers do).
+    """
 
     method: str
     task: str
@@ -62,6 +68,7 @@ class MethodContext:
     data: TaskData
     cache_root: Path
     log: Callable[[str], None]
+    execution: Execution = SINGLE_PROCESS
 
 
 class Classifier(nn.Module):

@@ -60,7 +60,7 @@ def train_dual_task(context: MethodContext, init: str) -> MethodResult:
     classifier = Classifier(backbone, len(context.data.classes))
     module = DualTaskModule(classifier, context.profile, settings)
     unlabelled = batches(TensorDataset(context.data.unlabelled_images),
-                         context.profile.batch_size)
+                         context.profile.batch_size, context.execution.world_size)
     notes = fit_module(context, module, {"unlabelled": unlabelled})
     return MethodResult(classifier, {"init": init, "weights": backbone.weights_source,
                                      "dual_task_settings": asdict(settings), **notes})

@@ -9,6 +9,11 @@ sha256; a sidecar whose key does not match, a checkpoint whose bytes do not matc
 a checkpoint that does not load, means the stage is run again rather than trusted. A lock per
 stage (:mod:`fetalbench.locks`) makes concurrent processes train a stage once: the others wait
 and reuse it.
+
+Under DDP (several devices or nodes, :class:`~fetalbench.engine.Execution`) every rank trains the
+stage together and only global rank 0 takes the lock and saves the checkpoint; each rank decides
+from the cache on its own, which agrees as long as no other process is training the same stage at
+that moment.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from torch.utils.data import TensorDataset
 from fetalbench.atomic import write_bytes_atomic
 from fetalbench.augment import STRONG, UltrasoundAugment
 from fetalbench.backbones import GrayscaleBackbone, create_backbone
-from fetalbench.engine import batches, fit_classifier, make_trainer, to_float
+from fetalbench.engine import batches, fit_classifier, launched_rank, make_trainer, to_float
 from fetalbench.locks import LockedElsewhere, acquire, describe_holder, lock_path
 from fetalbench.methods.api import Classifier, MethodContext, MethodResult, register_method
 from fetalbench.methods.objective import Objective
@@ -175,7 +180,10 @@ def pretrain_backbone(
     backbone = create_backbone(context.profile.backbone, init)
     key = pretraining_key(context, name, init, settings)
     weights_path, _ = checkpoint_paths(context.cache_root, key)
-    with stage_lock(weights_path, context.log):
+    # DDP ranks other than 0 must not wait for the lock: rank 0 holds it while they train beside it
+    lock = (stage_lock(weights_path, context.log)
+            if launched_rank(context.execution.devices) == 0 else contextlib.nullcontext())
+    with lock:
         return _cached_or_trained(context, backbone, key, weights_path, name, objective_class,
                                   settings, init)
 
@@ -184,6 +192,7 @@ def _cached_or_trained(
     context: MethodContext, backbone: GrayscaleBackbone, key: dict, weights_path: Path,
     name: str, objective_class: type[Objective], settings: object, init: str,
 ) -> tuple[GrayscaleBackbone, dict]:
+    """The stage's backbone from a verified checkpoint, or trained now and saved (lock held)."""
     cached = load_cached_backbone(backbone, context.cache_root, key, context.log)
     if cached is not None:
         context.log(f"pre-training: reused checkpoint {weights_path} "
@@ -196,16 +205,17 @@ def _cached_or_trained(
         objective.to(memory_format=torch.channels_last)
     module = PretrainModule(objective, context.profile)
     loader = batches(TensorDataset(context.data.unlabelled_images),
-                     context.profile.pretrain_batch_size)
+                     context.profile.pretrain_batch_size, context.execution.world_size)
     started = time.perf_counter()
-    trainer = make_trainer(context.profile, context.profile.pretrain_steps, [],
+    trainer = make_trainer(context.profile, context.profile.pretrain_steps, [], context.execution,
                            max_epochs=-1, enable_checkpointing=False)
     trainer.fit(module, loader)
     seconds = time.perf_counter() - started
     result = {"final_loss": float(trainer.callback_metrics["ssl_loss"]),
               "steps": context.profile.pretrain_steps}
     backbone = objective.backbone.cpu()
-    save_backbone(backbone, context.cache_root, key, {"seconds": seconds, "result": result})
+    if trainer.is_global_zero:
+        save_backbone(backbone, context.cache_root, key, {"seconds": seconds, "result": result})
     return backbone, {"reused": False, "checkpoint": str(weights_path), "seconds": seconds,
                       **result}
 
