@@ -57,8 +57,13 @@ def carve_validation(
             f"only {len(np.unique(patients))} training patients: a validation carve-out of "
             f"{validation_fraction:.0%} needs at least {n_splits}; use a larger dataset"
         )
-    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     labels = train_rows["label"].to_numpy()
+    if np.bincount(labels).max() < n_splits:
+        raise FetalbenchError(
+            f"no class has {n_splits} training images, too few for a stratified validation "
+            f"carve-out of {validation_fraction:.0%}; use a larger dataset"
+        )
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     train, validation = next(folds.split(np.zeros(len(labels)), labels, groups=patients))
     return np.sort(train), np.sort(validation)
 

@@ -216,13 +216,9 @@ def test_task_split_is_patient_disjoint_and_covers_every_class(rows, seed, fract
     assert set(labels[split.labelled]) == set(labels[split.train])  # >= 1 image per class
 
 
-@pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="found by the property above: splits.carve_validation lets sklearn's "
-                   "ValueError through when every class has fewer training images than folds")
 def test_too_few_training_images_per_class_is_a_one_line_error() -> None:
     rows = pd.DataFrame({"patient": [1, 2, 3, 4, 5, 6, 7, 8, 9],
                          "train": [True] * 7 + [False] * 2,
                          "label": [0, 0, 0, 0, 1, 1, 1, 0, 1]})
-    with pytest.raises(FetalbenchError):
+    with pytest.raises(FetalbenchError, match="too few for a stratified validation"):
         split_task(rows, 0.5, 0)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from tabulate import tabulate
 from torch.utils.data import TensorDataset
 
+from fetalbench.atomic import write_bytes_atomic
 from fetalbench.augment import LIGHT, STRONG, UltrasoundAugment
 from fetalbench.backbones import create_backbone
 from fetalbench.benchmark.suites import Suite
@@ -237,5 +238,5 @@ def format_measurements(rows: list[Measurement], profile: Profile) -> str:
 
 def save_measurements(rows: list[Measurement], profile: Profile, path: Path) -> None:
     """The measurements as JSON (for docs and comparisons across machines)."""
-    path.write_text(json.dumps({"profile": asdict(profile),
-                                "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
+    text = json.dumps({"profile": asdict(profile), "rows": [asdict(r) for r in rows]}, indent=2)
+    write_bytes_atomic(path, (text + "\n").encode())
