@@ -268,3 +268,16 @@ def test_hash_check_agrees_with_run_specs_of_every_profile(tmp_path: Path):
         write(tmp_path, spec, make_record("simclr", "brain", 0.01, 3)[1] | {
             "spec": spec.to_dict(), "spec_hash": spec.hash()})
     assert sorted(load_records(tmp_path).ok["method"]) == ["m_paper", "m_quick", "m_smoke"]
+
+
+def test_explain_figures_of_reference_and_best_are_linked(results: Path, tmp_path: Path):
+    output = tmp_path / "leaderboard.md"
+    write_leaderboard(results, output, results / "figures")
+    text = output.read_text()
+    for task in ("brain", "planes"):
+        for method in ("supervised_imagenet", "simclr"):
+            folder = f"explain/phantom_{task}_{method}_f1_s0"
+            assert f"({folder}/gradcam.png)" in text.replace("results/figures/", "")
+            assert f"fetalbench explain --method {method} --task {task} --fraction 1 --seed 0" \
+                in text
+    assert "phantom_brain_supervised_scratch_f1" not in text

@@ -221,6 +221,39 @@ def _ranking_section(rows: pd.DataFrame, ranking: Ranking | None, link: str | No
     return "\n".join(lines)
 
 
+def explained_runs(rows: pd.DataFrame) -> list[pd.Series]:
+    """The runs whose Grad-CAM and t-SNE figures the leaderboard shows for one table: the
+    reference and the best mean entry at the largest label fraction, each by its lowest seed."""
+    largest = rows[rows["fraction"] == rows["fraction"].max()]
+    means = largest.groupby("entry")["macro_f1"].mean()
+    chosen = [entry for entry in _entry_order(list(means.index))[:1]
+              if entry.split(" (")[0] == REFERENCE]
+    best = str(means.idxmax())
+    chosen += [best] if best not in chosen else []
+    return [largest[largest["entry"] == entry].sort_values("seed").iloc[0] for entry in chosen]
+
+
+def explain_folder(run: pd.Series) -> str:
+    """The folder ``fetalbench explain`` writes a run's figures to, under ``figures/explain``."""
+    name = f"{run['dataset']}_{run['task']}_{run['method']}_f{run['fraction']:g}_s{run['seed']}"
+    return name if run["protocol"] == "finetune" else f"{name}_{run['protocol']}"
+
+
+def _explain_section(rows: pd.DataFrame, link) -> str:
+    lines = ["Class activation maps (Grad-CAM) and t-SNE of the test embeddings, made from the "
+             "runs' checkpoints by `fetalbench explain` (the command under each):"]
+    for run in explained_runs(rows):
+        folder = f"explain/{explain_folder(run)}"
+        role = "reference" if run["method"] == REFERENCE else "best at the largest fraction"
+        lines.append(
+            f"- `{run['entry']}` ({role}, {_percent(run['fraction'])} labels, seed {run['seed']}):"
+            f" [Grad-CAM]({link(folder + '/gradcam.png')}), [t-SNE]({link(folder + '/tsne.png')})"
+            f"; `fetalbench explain --method {run['method']} --task {run['task']} --fraction "
+            f"{run['fraction']:g} --seed {run['seed']}`"
+        )
+    return "\n".join(lines)
+
+
 def _no_real_data_section() -> str:
     return "\n".join([
         "## FETAL_PLANES_DB: no records yet",
@@ -307,6 +340,7 @@ def render_leaderboard(records: RecordSet, command: str, figures_dir: Path | Non
                     f"![Per-class sensitivity and precision, {title} {task}]"
                     f"({link(figures.per_class_name(dataset, task))})"
                 )
+                parts.append(_explain_section(table_rows, link))
         ranking = rank_dataset(rows)
         cd_link = link(figures.critical_difference_name(dataset)) if ranking else None
         parts.append(_ranking_section(rows, ranking, cd_link))
