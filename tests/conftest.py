@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -10,27 +11,15 @@ import pytest
 from PIL import Image
 
 from fetalbench.datasets.fetal_planes_db import CSV_NAME
-from fetalbench.profiles import PROFILES, Profile
+from fetalbench.profiles import PROFILES
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "fetal_planes_db"
 REAL_CSV = SHARED / CSV_NAME
 REAL_IMAGES = SHARED / "images_sample"
 
-TINY = Profile(
-    name="tiny",
-    backbone="tf_efficientnet_lite0",
-    resolution=32,
-    batch_size=8,
-    downstream_steps=4,
-    validations=2,
-    learning_rate=1e-3,
-    weight_decay=1e-4,
-    validation_fraction=0.2,
-    precision="32-true",
-    channels_last=False,
-    pretrain_steps=2,
+TINY = dataclasses.replace(
+    PROFILES["smoke"], name="tiny", batch_size=8, downstream_steps=4, pretrain_steps=2,
     pretrain_batch_size=8,
-    pretrain_learning_rate=1e-3,
 )
 
 

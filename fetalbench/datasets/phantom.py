@@ -57,17 +57,7 @@ MANIFEST_NAME = "phantom.json"
 LEGEND: dict[int, str] = {0: "background", **dict(enumerate(STRUCTURES, start=1))}
 """Mask label id -> structure name (written to ``Masks/legend.json``)."""
 
-_HEAD = (
-    "skull",
-    "brain",
-    "midline",
-    "thalami",
-    "csp",
-    "cerebellum",
-    "cisterna_magna",
-    "ventricle",
-    "choroid_plexus",
-)
+_HEAD = STRUCTURES[:STRUCTURES.index("choroid_plexus") + 1]  # skull .. choroid plexus
 DEFINING_STRUCTURES: dict[str, tuple[str, ...]] = {
     "Fetal brain": _HEAD,
     "Fetal abdomen": ("abdomen", "stomach", "umbilical_vein", "spine"),
