@@ -8,11 +8,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
+from fetalbench.checks import check_fraction, check_seed
 from fetalbench.errors import FetalbenchError
 from fetalbench.paths import cache_dir
+
+T = TypeVar("T")
 
 EXIT_USER_ERROR = 2
 MIN_RESOLUTION = 16
@@ -25,24 +29,26 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number in (0, 1]") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value:g} is outside (0, 1]; 0.1 means 10% of labels")
-    return value
+def _checked(parse: Callable[[str], T], check: Callable[[T], T], kind: str
+             ) -> Callable[[str], T]:
+    """An argparse type: ``parse`` the text, then apply the library's own ``check`` to it, so
+    the command line and the Python API refuse the same values with the same words."""
+
+    def convert(text: str) -> T:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        try:
+            return check(value)
+        except FetalbenchError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative; use a seed >= 0")
-    return value
+_fraction = _checked(float, check_fraction, "a number in (0, 1]")
+_seed = _checked(int, check_seed, "a whole number")
 
 
 def _positive_int(text: str) -> int:
@@ -251,7 +257,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from fetalbench.profiles import get_profile
 
     profile = get_profile(args.profile)
-    rows = run_benchmarks(profile, cache_dir(), steps=args.steps)
+    rows = run_benchmarks(profile, cache_dir(), steps=args.steps, repeats=args.repeats)
     print(format_measurements(rows, profile))
     if args.json:
         save_measurements(rows, profile, args.json)
@@ -390,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--profile", default="quick", choices=list(PROFILES))
     bench.add_argument("--steps", type=_positive_int, default=10,
                        help="timed steps per loop (default 10)")
+    bench.add_argument("--repeats", type=_positive_int, default=5,
+                       help="alternating repeats of each loop comparison; rates and ratios "
+                            "are medians (default 5)")
     bench.add_argument("--json", type=_output_file,
                        help="also write the measurements to this file")
     bench.set_defaults(handler=_cmd_bench)

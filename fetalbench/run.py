@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 
 from fetalbench.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_classifier
+from fetalbench.checks import check_fraction, check_seed
 from fetalbench.datasets.image_cache import load_images
 from fetalbench.datasets.sources import DatasetSource, open_source
 from fetalbench.engine import SINGLE_PROCESS, Execution, launched_rank, predict
@@ -32,7 +33,7 @@ from fetalbench.records import (
     read_record_status,
     write_record,
 )
-from fetalbench.splits import TaskSplit, check_fraction, split_task
+from fetalbench.splits import TaskSplit, split_task
 from fetalbench.tasks import TASKS
 
 
@@ -66,8 +67,7 @@ def validate_request(request: RunRequest) -> None:
     TASKS.get(request.task)
     get_profile(request.profile)
     check_fraction(request.fraction)
-    if isinstance(request.seed, bool) or not isinstance(request.seed, int) or request.seed < 0:
-        raise FetalbenchError(f"seed {request.seed!r} must be a whole number >= 0, e.g. --seed 0")
+    check_seed(request.seed)
     if request.protocol not in PROTOCOLS:
         raise FetalbenchError(
             f"unknown protocol {request.protocol!r}; expected one of {', '.join(PROTOCOLS)}"

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
+from fetalbench.checks import check_fraction
 from fetalbench.errors import FetalbenchError
 
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.10, 0.25, 0.50, 1.0)
@@ -35,15 +36,6 @@ class TaskSplit:
     validation: np.ndarray
     test: np.ndarray
     unlabelled_pool: np.ndarray
-
-
-def check_fraction(fraction: float) -> float:
-    """``fraction`` itself when it lies in (0, 1], else a one-line error."""
-    if not (isinstance(fraction, int | float) and 0.0 < fraction <= 1.0):
-        raise FetalbenchError(
-            f"label fraction {fraction!r} is outside (0, 1]; use e.g. 0.1 for 10% of the labels"
-        )
-    return float(fraction)
 
 
 def carve_validation(
