@@ -43,6 +43,7 @@ class Measurement:
     images_per_second: float
     reference: str = ""
     ratio: float | None = None
+    ratio_range: tuple[float, float] | None = None
 
 
 class StepTimer(pl.Callback):
@@ -101,57 +102,89 @@ def _lightning_seconds(module: pl.LightningModule, loader, profile: Profile, war
     return timer.finished - timer.started
 
 
+def compare_loops(ours: Callable[[], float], bare: Callable[[], float], units: int,
+                  repeats: int) -> tuple[float, float, list[float]]:
+    """Median rates of fetalbench's loop and the bare loop, and one ratio per repeat.
+
+    The two loops alternate, and which goes first alternates too, so drift in the machine's
+    speed (a shared VM's neighbours, frequency scaling) falls on both sides of every pair
+    instead of on one loop.
+    """
+    ours_rates, bare_rates = [], []
+    for repeat in range(repeats):
+        if repeat % 2:
+            bare_rates.append(units / bare())
+            ours_rates.append(units / ours())
+        else:
+            ours_rates.append(units / ours())
+            bare_rates.append(units / bare())
+    ratios = [o / b for o, b in zip(ours_rates, bare_rates, strict=True)]
+    return float(np.median(ours_rates)), float(np.median(bare_rates)), ratios
+
+
+def _step_rows(label: str, ours: Callable[[], float], bare: Callable[[], float], units: int,
+               repeats: int) -> tuple[Measurement, Measurement]:
+    rate_ours, rate_bare, ratios = compare_loops(ours, bare, units, repeats)
+    return (Measurement(f"{label}, fetalbench (Lightning)", rate_ours, "bare PyTorch loop",
+                        float(np.median(ratios)), (min(ratios), max(ratios))),
+            Measurement(f"{label}, bare PyTorch loop", rate_bare))
+
+
 def supervised_step(profile: Profile, images: torch.Tensor, labels: torch.Tensor, warmup: int,
-                    steps: int) -> tuple[Measurement, Measurement]:
+                    steps: int, repeats: int) -> tuple[Measurement, Measurement]:
     """fetalbench's supervised step (Lightning) and the same step in a bare loop."""
     n = profile.batch_size
-    pl.seed_everything(0, verbose=False)
-    classifier = Classifier(create_backbone(profile.backbone, "imagenet"), int(labels.max()) + 1)
-    module = SupervisedModule(classifier, profile, freeze_backbone=False)
-    loader = {"labelled": batches(TensorDataset(images, labels), n)}
-    ours = _lightning_seconds(module, loader, profile, warmup, steps)
+    classes = int(labels.max()) + 1
 
-    pl.seed_everything(0, verbose=False)
-    bare = Classifier(create_backbone(profile.backbone, "imagenet"), int(labels.max()) + 1)
-    augment = UltrasoundAugment(LIGHT)
+    def ours() -> float:
+        pl.seed_everything(0, verbose=False)
+        classifier = Classifier(create_backbone(profile.backbone, "imagenet"), classes)
+        module = SupervisedModule(classifier, profile, freeze_backbone=False)
+        loader = {"labelled": batches(TensorDataset(images, labels), n)}
+        return _lightning_seconds(module, loader, profile, warmup, steps)
 
-    def loss(index: slice) -> torch.Tensor:
-        batch = to_float(images[index], profile.channels_last)
-        return F.cross_entropy(bare(augment(batch)), labels[index])
+    def bare() -> float:
+        pl.seed_everything(0, verbose=False)
+        model = Classifier(create_backbone(profile.backbone, "imagenet"), classes)
+        augment = UltrasoundAugment(LIGHT)
 
-    reference = bare_loop_seconds(bare, loss, profile.learning_rate, profile, n, len(images),
-                                  warmup, steps)
-    rate_ours, rate_bare = n * steps / ours, n * steps / reference
-    return (Measurement("supervised step, fetalbench (Lightning)", rate_ours,
-                        "bare PyTorch loop", rate_ours / rate_bare),
-            Measurement("supervised step, bare PyTorch loop", rate_bare))
+        def loss(index: slice) -> torch.Tensor:
+            batch = to_float(images[index], profile.channels_last)
+            return F.cross_entropy(model(augment(batch)), labels[index])
+
+        return bare_loop_seconds(model, loss, profile.learning_rate, profile, n, len(images),
+                                 warmup, steps)
+
+    return _step_rows("supervised step (img/s)", ours, bare, n * steps, repeats)
 
 
-def simclr_step(profile: Profile, images: torch.Tensor, warmup: int,
-                steps: int) -> tuple[Measurement, Measurement]:
+def simclr_step(profile: Profile, images: torch.Tensor, warmup: int, steps: int,
+                repeats: int) -> tuple[Measurement, Measurement]:
     """fetalbench's SimCLR pre-training step and the same step in a bare loop (two views)."""
     n = profile.pretrain_batch_size
-    pl.seed_everything(0, verbose=False)
-    objective = SimCLR(create_backbone(profile.backbone, "imagenet"), SimCLRSettings())
-    if profile.channels_last:
-        objective = objective.to(memory_format=torch.channels_last)
-    module = PretrainModule(objective, profile)
-    ours = _lightning_seconds(module, batches(TensorDataset(images), n), profile, warmup, steps)
 
-    pl.seed_everything(0, verbose=False)
-    bare = SimCLR(create_backbone(profile.backbone, "imagenet"), SimCLRSettings())
-    augment = UltrasoundAugment(STRONG)
+    def ours() -> float:
+        pl.seed_everything(0, verbose=False)
+        objective = SimCLR(create_backbone(profile.backbone, "imagenet"), SimCLRSettings())
+        if profile.channels_last:
+            objective = objective.to(memory_format=torch.channels_last)
+        module = PretrainModule(objective, profile)
+        return _lightning_seconds(module, batches(TensorDataset(images), n), profile, warmup,
+                                  steps)
 
-    def loss(index: slice) -> torch.Tensor:
-        batch = to_float(images[index], profile.channels_last)
-        return bare.loss(augment(batch), augment(batch), 0.0)
+    def bare() -> float:
+        pl.seed_everything(0, verbose=False)
+        model = SimCLR(create_backbone(profile.backbone, "imagenet"), SimCLRSettings())
+        augment = UltrasoundAugment(STRONG)
 
-    reference = bare_loop_seconds(bare, loss, profile.pretrain_learning_rate, profile, n,
-                                  len(images), warmup, steps)
-    rate_ours, rate_bare = 2 * n * steps / ours, 2 * n * steps / reference
-    return (Measurement("SimCLR step (views/s), fetalbench (Lightning)", rate_ours,
-                        "bare PyTorch loop", rate_ours / rate_bare),
-            Measurement("SimCLR step (views/s), bare PyTorch loop", rate_bare))
+        def loss(index: slice) -> torch.Tensor:
+            batch = to_float(images[index], profile.channels_last)
+            return model.loss(augment(batch), augment(batch), 0.0)
+
+        return bare_loop_seconds(model, loss, profile.pretrain_learning_rate, profile, n,
+                                 len(images), warmup, steps)
+
+    return _step_rows("SimCLR step (views/s)", ours, bare, 2 * n * steps, repeats)
 
 
 def data_pipeline(profile: Profile, images: torch.Tensor, batches_to_time: int) -> Measurement:
@@ -198,9 +231,9 @@ def pretraining_counts(suite: Suite) -> Measurement:
                        float(len(groups)), "naive count", len(groups) / naive if naive else None)
 
 
-def run_benchmarks(profile: Profile, cache_root: Path, steps: int = 10,
-                   warmup: int = 3) -> list[Measurement]:
-    """Every measurement, in one process."""
+def run_benchmarks(profile: Profile, cache_root: Path, steps: int = 10, warmup: int = 3,
+                   repeats: int = 5) -> list[Measurement]:
+    """Every measurement, in one process; each training-step comparison ``repeats`` times."""
     from fetalbench.benchmark.suites import load_suite
 
     torch.manual_seed(0)
@@ -212,8 +245,8 @@ def run_benchmarks(profile: Profile, cache_root: Path, steps: int = 10,
     rows = list(cache_rates(cache_root, profile.resolution, 256))
     pipeline = data_pipeline(profile, images, 20)
     rows += [pipeline]
-    rows += supervised_step(profile, images, labels, warmup, steps)
-    simclr = simclr_step(profile, images, warmup, steps)
+    rows += supervised_step(profile, images, labels, warmup, steps, repeats)
+    simclr = simclr_step(profile, images, warmup, steps, repeats)
     rows += simclr
     rows.append(Measurement("data pipeline over SimCLR step", pipeline.images_per_second,
                             "SimCLR step (fetalbench)",
@@ -230,8 +263,10 @@ def format_measurements(rows: list[Measurement], profile: Profile) -> str:
               f"{torch.get_num_threads()} threads")
     table = tabulate(
         [(r.name, f"{r.images_per_second:,.1f}", r.reference,
-          "" if r.ratio is None else f"{r.ratio:.3f}") for r in rows],
-        headers=("measurement", "rate", "relative to", "ratio"),
+          "" if r.ratio is None else f"{r.ratio:.3f}",
+          "" if r.ratio_range is None else "{:.3f}-{:.3f}".format(*r.ratio_range))
+         for r in rows],
+        headers=("measurement", "rate", "relative to", "ratio", "ratio range over repeats"),
     )
     return header + "\n" + table
 

@@ -1,0 +1,49 @@
+"""``fetalbench bench``: the paired loop comparison and one tiny end-to-end measurement."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import TINY
+from fetalbench.benchmark.speed import compare_loops, run_benchmarks, save_measurements
+from fetalbench.benchmark.suites import load_suite
+from fetalbench.paths import cache_dir
+
+
+def test_compare_loops_alternates_order_and_pairs_ratios() -> None:
+    calls: list[str] = []
+    durations = {"ours": [2.0, 4.0, 2.0], "bare": [1.0, 1.0, 4.0]}
+
+    def timed(name: str):
+        def run() -> float:
+            calls.append(name)
+            return durations[name][sum(c == name for c in calls) - 1]
+        return run
+
+    rate_ours, rate_bare, ratios = compare_loops(timed("ours"), timed("bare"), 8, 3)
+    assert calls == ["ours", "bare", "bare", "ours", "ours", "bare"]
+    assert ratios == [0.5, 0.25, 2.0]
+    assert (rate_ours, rate_bare) == (4.0, 8.0)
+
+
+def test_bench_measures_every_row_in_one_process(tmp_path) -> None:
+    rows = run_benchmarks(TINY, cache_dir(), steps=1, warmup=1, repeats=2)
+    by_name = {row.name: row for row in rows}
+    for label in ("supervised step (img/s)", "SimCLR step (views/s)"):
+        ours = by_name[f"{label}, fetalbench (Lightning)"]
+        bare = by_name[f"{label}, bare PyTorch loop"]
+        assert ours.images_per_second > 0 and bare.images_per_second > 0
+        low, high = ours.ratio_range
+        assert low <= ours.ratio <= high
+    pipeline = by_name["data pipeline over SimCLR step"]
+    simclr = by_name["SimCLR step (views/s), fetalbench (Lightning)"]
+    assert abs(pipeline.ratio - pipeline.images_per_second / simclr.images_per_second) < 1e-9
+    counts = next(row for row in rows if row.name.startswith("grid 'phantom'"))
+    suite = load_suite("phantom")
+    # Fractions and protocols share one pre-training stage per (method, task, seed).
+    assert counts.ratio == pytest.approx(1 / (len(suite.fractions) * len(suite.protocols)))
+    save_measurements(rows, TINY, tmp_path / "bench.json")
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert len(saved["rows"]) == len(rows) and saved["profile"]["name"] == "tiny"
