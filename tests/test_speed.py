@@ -40,6 +40,8 @@ def test_bench_measures_every_row_in_one_process(tmp_path) -> None:
     pipeline = by_name["data pipeline over SimCLR step"]
     simclr = by_name["SimCLR step (views/s), fetalbench (Lightning)"]
     assert abs(pipeline.ratio - pipeline.images_per_second / simclr.images_per_second) < 1e-9
+    flipped = next(row for row in rows if "channels_last True" in row.name)
+    assert flipped.reference == "channels_last False" and flipped.ratio > 0
     counts = next(row for row in rows if row.name.startswith("grid 'phantom'"))
     suite = load_suite("phantom")
     # Fractions and protocols share one pre-training stage per (method, task, seed).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +172,15 @@ def simclr_step(profile: Profile, images: torch.Tensor, warmup: int, steps: int,
         return _lightning_seconds(module, batches(TensorDataset(images), n), profile, warmup,
                                   steps)
 
-    def bare() -> float:
+    bare = bare_simclr(profile, images, warmup, steps)
+    return _step_rows("SimCLR step (views/s)", ours, bare, 2 * n * steps, repeats)
+
+
+def bare_simclr(profile: Profile, images: torch.Tensor, warmup: int,
+                steps: int) -> Callable[[], float]:
+    """Seconds of the bare-loop SimCLR step at ``profile``'s settings, from a fresh model."""
+
+    def seconds() -> float:
         pl.seed_everything(0, verbose=False)
         model = SimCLR(create_backbone(profile.backbone, "imagenet"), SimCLRSettings())
         augment = UltrasoundAugment(STRONG)
@@ -181,10 +189,23 @@ def simclr_step(profile: Profile, images: torch.Tensor, warmup: int, steps: int,
             batch = to_float(images[index], profile.channels_last)
             return model.loss(augment(batch), augment(batch), 0.0)
 
-        return bare_loop_seconds(model, loss, profile.pretrain_learning_rate, profile, n,
-                                 len(images), warmup, steps)
+        return bare_loop_seconds(model, loss, profile.pretrain_learning_rate, profile,
+                                 profile.pretrain_batch_size, len(images), warmup, steps)
 
-    return _step_rows("SimCLR step (views/s)", ours, bare, 2 * n * steps, repeats)
+    return seconds
+
+
+def channels_last_gain(profile: Profile, images: torch.Tensor, warmup: int, steps: int,
+                       repeats: int) -> Measurement:
+    """The bare SimCLR step with ``channels_last`` flipped against the profile's own setting:
+    the evidence for the profile's choice on the machine at hand."""
+    flipped = replace(profile, channels_last=not profile.channels_last)
+    rate, _, ratios = compare_loops(bare_simclr(flipped, images, warmup, steps),
+                                    bare_simclr(profile, images, warmup, steps),
+                                    2 * profile.pretrain_batch_size * steps, repeats)
+    return Measurement(f"SimCLR step (views/s), bare loop, channels_last {flipped.channels_last}",
+                       rate, f"channels_last {profile.channels_last}", float(np.median(ratios)),
+                       (min(ratios), max(ratios)))
 
 
 def data_pipeline(profile: Profile, images: torch.Tensor, batches_to_time: int) -> Measurement:
@@ -251,6 +272,7 @@ def run_benchmarks(profile: Profile, cache_root: Path, steps: int = 10, warmup: 
     rows.append(Measurement("data pipeline over SimCLR step", pipeline.images_per_second,
                             "SimCLR step (fetalbench)",
                             pipeline.images_per_second / simclr[0].images_per_second))
+    rows.append(channels_last_gain(profile, images, warmup, steps, repeats))
     rows.append(pretraining_counts(load_suite("phantom")))
     return rows
 
