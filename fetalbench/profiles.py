@@ -16,7 +16,7 @@ used by the original papers, matters for batches of thousands, not for these).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fetalbench.errors import FetalbenchError
 
@@ -41,55 +41,30 @@ class Profile:
     pretrain_learning_rate: float
 
 
+QUICK = Profile(
+    name="quick",
+    backbone="tf_efficientnet_lite0",
+    resolution=64,
+    batch_size=32,
+    downstream_steps=50,
+    validations=5,
+    learning_rate=1e-3,
+    weight_decay=1e-4,
+    validation_fraction=0.2,
+    precision="32-true",
+    channels_last=False,
+    pretrain_steps=40,
+    pretrain_batch_size=64,
+    pretrain_learning_rate=1e-3,
+)
+
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile(
-        name="smoke",
-        backbone="tf_efficientnet_lite0",
-        resolution=32,
-        batch_size=16,
-        downstream_steps=16,
-        validations=2,
-        learning_rate=1e-3,
-        weight_decay=1e-4,
-        validation_fraction=0.2,
-        precision="32-true",
-        channels_last=False,
-        pretrain_steps=8,
-        pretrain_batch_size=32,
-        pretrain_learning_rate=1e-3,
-    ),
-    "quick": Profile(
-        name="quick",
-        backbone="tf_efficientnet_lite0",
-        resolution=64,
-        batch_size=32,
-        downstream_steps=50,
-        validations=5,
-        learning_rate=1e-3,
-        weight_decay=1e-4,
-        validation_fraction=0.2,
-        precision="32-true",
-        channels_last=False,
-        pretrain_steps=40,
-        pretrain_batch_size=64,
-        pretrain_learning_rate=1e-3,
-    ),
-    "paper": Profile(
-        name="paper",
-        backbone="tf_efficientnet_lite0",
-        resolution=224,
-        batch_size=64,
-        downstream_steps=6000,
-        validations=30,
-        learning_rate=3e-4,
-        weight_decay=1e-4,
-        validation_fraction=0.2,
-        precision="bf16-mixed",
-        channels_last=True,
-        pretrain_steps=20000,
-        pretrain_batch_size=256,
-        pretrain_learning_rate=1e-3,
-    ),
+    "smoke": replace(QUICK, name="smoke", resolution=32, batch_size=16, downstream_steps=16,
+                     validations=2, pretrain_steps=8, pretrain_batch_size=32),
+    "quick": QUICK,
+    "paper": replace(QUICK, name="paper", resolution=224, batch_size=64, downstream_steps=6000,
+                     validations=30, learning_rate=3e-4, precision="bf16-mixed",
+                     channels_last=True, pretrain_steps=20000, pretrain_batch_size=256),
 }
 
 
