@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,31 @@ TINY = dataclasses.replace(
     PROFILES["smoke"], name="tiny", batch_size=8, downstream_steps=4, pretrain_steps=2,
     pretrain_batch_size=8,
 )
+
+
+# The tests' small grid on real CSV rows: two methods (one pre-training), two fractions.
+TEST_SUITE = {
+    "description": "test grid",
+    "dataset": "fetal_planes_db",
+    "profile": "smoke",
+    "methods": ["supervised_scratch", "simclr"],
+    "tasks": ["planes"],
+    "fractions": [0.25, 0.5],
+    "seeds": [0],
+    "protocols": ["finetune"],
+}
+
+
+def write_suite(path: Path, slurm: dict | None = None, **changes: object) -> Path:
+    """Write :data:`TEST_SUITE` with ``changes`` (and a ``[slurm]`` table) as a suite file.
+
+    JSON's strings, numbers and lists of them are valid TOML values.
+    """
+    lines = [f"{key} = {json.dumps(value)}" for key, value in {**TEST_SUITE, **changes}.items()]
+    if slurm:
+        lines += ["[slurm]", *(f"{key} = {json.dumps(value)}" for key, value in slurm.items())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def pytest_configure() -> None:

@@ -13,21 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import write_suite
 from fetalbench.benchmark.grid import run_grid
 from fetalbench.benchmark.suites import available_suites, load_suite
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods import METHODS
-
-SUITE = """
-description = "test grid"
-dataset = "fetal_planes_db"
-profile = "smoke"
-methods = ["supervised_scratch", "simclr"]
-tasks = ["planes"]
-fractions = [0.25, 0.5]
-seeds = [0]
-protocols = ["finetune", "linear"]
-"""
 
 
 def test_built_in_suites_load_and_meet_their_brief() -> None:
@@ -43,8 +33,8 @@ def test_built_in_suites_load_and_meet_their_brief() -> None:
 
 
 def test_end_to_end_method_gets_no_linear_runs(tmp_path: Path) -> None:
-    suite_file = tmp_path / "s.toml"
-    suite_file.write_text(SUITE.replace('"simclr"]', '"dual_task"]'))
+    suite_file = write_suite(tmp_path / "s.toml", methods=["supervised_scratch", "dual_task"],
+                             protocols=["finetune", "linear"])
     requests = load_suite(str(suite_file)).requests(None)
     assert {r.protocol for r in requests if r.method == "dual_task"} == {"finetune"}
     assert len(requests) == 2 * 2 + 2
@@ -77,9 +67,7 @@ def records_in(folder: Path) -> dict[str, str]:
 
 
 def test_failed_run_is_recorded_and_the_grid_goes_on(real_subset_root, tmp_path, monkeypatch):
-    suite_file = tmp_path / "s.toml"
-    suite_file.write_text(SUITE.replace('protocols = ["finetune", "linear"]',
-                                        'protocols = ["finetune"]'))
+    suite_file = write_suite(tmp_path / "s.toml")
     suite = load_suite(str(suite_file))
     simclr = METHODS.get("simclr")
 
@@ -105,8 +93,7 @@ def grid_command(suite_file: Path, root: Path, out: Path) -> list[str]:
 
 
 def test_killed_grid_resumes_to_the_same_records(real_subset_root: Path, tmp_path: Path) -> None:
-    suite_file = tmp_path / "s.toml"
-    suite_file.write_text(SUITE)
+    suite_file = write_suite(tmp_path / "s.toml", protocols=["finetune", "linear"])
     env = {**os.environ, "FETALBENCH_CACHE": str(tmp_path / "cache")}
     reference = tmp_path / "reference"
     subprocess.run(grid_command(suite_file, real_subset_root, reference), env=env, check=True,

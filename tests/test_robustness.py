@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY
+from conftest import TINY, write_suite
 from fetalbench import locks
 from fetalbench.atomic import write_atomic
 from fetalbench.backbones import create_backbone
@@ -53,16 +53,6 @@ from fetalbench.run import resolve_spec
 
 TESTS = Path(__file__).resolve().parent
 SOURCE = TESTS.parent / "fetalbench"
-SUITE = """
-description = "robustness grid: 4 tiny runs, one pre-training stage shared by two of them"
-dataset = "fetal_planes_db"
-profile = "tiny"
-methods = ["supervised_scratch", "simclr"]
-tasks = ["planes"]
-fractions = [0.25, 0.5]
-seeds = [0]
-protocols = ["finetune"]
-"""
 # The console script, with the test suite's ``tiny`` profile registered first.
 CLI = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); from conftest import TINY; "
        "from fetalbench.profiles import PROFILES; PROFILES.setdefault('tiny', TINY); "
@@ -107,9 +97,7 @@ def leftovers(out: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def suite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("suite") / "robustness.toml"
-    path.write_text(SUITE)
-    return path
+    return write_suite(tmp_path_factory.mktemp("suite") / "robustness.toml", profile="tiny")
 
 
 @pytest.fixture(scope="module")
@@ -371,8 +359,7 @@ def dead_pid() -> int:
 def test_grid_skips_a_run_held_by_a_live_process_and_takes_over_a_dead_ones(
     real_subset_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    suite_file = tmp_path / "s.toml"
-    suite_file.write_text(SUITE.replace('"supervised_scratch", "simclr"', '"supervised_scratch"'))
+    suite_file = write_suite(tmp_path / "s.toml", profile="tiny", methods=["supervised_scratch"])
     suite = load_suite(str(suite_file))
     out, cache = tmp_path / "out", tmp_path / "cache"
     source = open_source(suite.dataset, real_subset_root, cache)

@@ -22,6 +22,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from conftest import write_suite
 from fetalbench.benchmark.grid import run_grid
 from fetalbench.benchmark.slurm import SlurmOptions, group_requests
 from fetalbench.benchmark.suites import load_suite
@@ -36,22 +37,7 @@ SLURM_DAEMONS = ("/usr/sbin/munged", "/usr/sbin/slurmctld", "/usr/sbin/slurmd")
 SLURM_PID_FILES = (Path("/run/munge/munged.pid"), Path("/run/slurmctld.pid"),
                    Path("/run/slurmd.pid"))
 
-SUITE = """
-description = "scale-out test grid"
-dataset = "fetal_planes_db"
-profile = "smoke"
-methods = ["supervised_scratch", "simclr"]
-tasks = ["planes"]
-fractions = [0.25, 0.5]
-seeds = [0]
-protocols = ["finetune"]
-"""
-SLURM_TABLE = """
-[slurm]
-partition = "debug"
-cpus_per_task = 1
-time = 30
-"""
+SLURM_TABLE = {"partition": "debug", "cpus_per_task": 1, "time": 30}
 
 
 def records_in(folder: Path) -> dict[str, str]:
@@ -70,9 +56,7 @@ def keys_of(value: object) -> object:
 
 
 def test_runs_are_grouped_by_pretraining_group(tmp_path: Path) -> None:
-    suite_file = tmp_path / "s.toml"
-    suite_file.write_text(SUITE.replace("seeds = [0]", "seeds = [0, 1]")
-                          .replace('["finetune"]', '["finetune", "linear"]'))
+    suite_file = write_suite(tmp_path / "s.toml", seeds=[0, 1], protocols=["finetune", "linear"])
     requests = load_suite(str(suite_file)).requests(None)
     groups = group_requests(requests)
     assert len(groups) == 2 * 2  # methods x seeds (one task)
@@ -106,8 +90,7 @@ def test_bad_slurm_tables_are_refused(table: dict, expected: str) -> None:
 
 
 def test_slurm_launcher_without_sbatch_says_what_to_do(tmp_path: Path, monkeypatch, capsys):
-    suite_file = tmp_path / "s.toml"
-    suite_file.write_text(SUITE)
+    suite_file = write_suite(tmp_path / "s.toml")
     monkeypatch.setenv("PATH", str(tmp_path))
     assert main(["grid", "--suite", str(suite_file), "--launcher", "slurm"]) == 2
     error = capsys.readouterr().err
@@ -198,8 +181,7 @@ def local_slurm() -> Iterator[None]:
 
 
 def test_slurm_grid_writes_the_records_of_a_local_grid(local_slurm, real_subset_root, tmp_path):
-    suite_file = tmp_path / "scale.toml"
-    suite_file.write_text(SUITE + SLURM_TABLE)
+    suite_file = write_suite(tmp_path / "scale.toml", slurm=SLURM_TABLE)
     cache = tmp_path / "cache"
     env = {**os.environ, "FETALBENCH_CACHE": str(cache)}
     command = [str(FETALBENCH), "grid", "--suite", str(suite_file), "--data-root",
