@@ -1,17 +1,21 @@
 """Compute profiles: how big a run is. ``quick`` fits 2 CPU cores; ``paper`` a GPU.
 
 ``smoke`` is a seconds-long profile that proves the pipeline runs (CI), not a result to compare.
-``quick`` is sized so that the committed ``phantom`` suite (210 runs, 40 pre-training stages)
-finishes in about 90 minutes on 2 CPU cores: 50 fine-tuning steps of 32 images and 40
-pre-training steps of 64 image pairs at 64 px. That is a small budget, above all for
+``quick`` is sized for the committed ``phantom`` suite (210 runs, 40 pre-training stages) on 2
+CPU cores: about 95 minutes as two one-thread grids, about 133 as one two-thread grid (measured,
+docs/performance.md). It takes 50 fine-tuning steps of 32 images and 40 pre-training steps of 64
+image pairs at 64 px. That is a small budget, above all for
 self-supervised pre-training from random weights; read quick-profile results as what these
 methods achieve with minutes of CPU, and use ``paper`` on a GPU for the paper's scale.
 
 A profile fixes everything about a run's scale (backbone, resolution, batch, optimisation budget)
-so that records made with one profile are comparable with each other. Budgets are numbers of
-optimiser steps, not epochs, so a 1% label fraction is not trained for a handful of steps while
-100% gets thousands. Self-supervised stages use AdamW with cosine decay at every profile (LARS,
-used by the original papers, matters for batches of thousands, not for these).
+so that records made with one profile are comparable with each other. ``channels_last`` is off at
+``quick`` although the benchmark now measures it 1.77 times faster on this CPU: switching it
+changes the spec hash of every committed phantom record, so it waits for the suite's re-run.
+Budgets are numbers of optimiser steps, not epochs, so a 1% label fraction is not trained for a
+handful of steps while 100% gets thousands. Self-supervised stages use AdamW with cosine decay at
+every profile (LARS, used by the original papers, matters for batches of thousands, not for
+these).
 """
 
 from __future__ import annotations
