@@ -114,13 +114,26 @@ def to_float(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
-class SupervisedModule(pl.LightningModule):
+class ProfiledModule(pl.LightningModule):
+    """A LightningModule trained at a profile: its weights take the profile's memory format when
+    training is set up (before any device move or DDP wrapping), whoever built the module, so
+    the runner and the benchmark train the same thing."""
+
+    def __init__(self, profile: Profile):
+        super().__init__()
+        self.profile = profile
+
+    def setup(self, stage: str) -> None:
+        if self.profile.channels_last:
+            self.to(memory_format=torch.channels_last)
+
+
+class SupervisedModule(ProfiledModule):
     """Cross-entropy on augmented labelled images; validation macro F1 for model selection."""
 
     def __init__(self, classifier: Classifier, profile: Profile, freeze_backbone: bool):
-        super().__init__()
+        super().__init__(profile)
         self.classifier = classifier
-        self.profile = profile
         self.freeze_backbone = freeze_backbone
         self.augment = UltrasoundAugment(LIGHT)
         self._predictions: list[torch.Tensor] = []
@@ -275,8 +288,6 @@ def fit_module(
         TensorDataset(data.validation_images, data.validation_labels, positions), batch_size=256
     )
     classifier = module.classifier
-    if profile.channels_last:
-        classifier.to(memory_format=torch.channels_last)
     with tempfile.TemporaryDirectory(prefix="fetalbench-ckpt-") as folder:
         checkpoint = ModelCheckpoint(
             dirpath=folder, monitor="val_macro_f1", mode="max", save_weights_only=True

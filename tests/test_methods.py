@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -91,3 +92,13 @@ def test_same_seed_same_metrics_for_a_self_supervised_method(real_subset_root, t
         return json.loads(outcome.record_path.read_text())["metrics"]
 
     assert metrics("a") == metrics("b")
+
+
+@pytest.mark.parametrize("method", ["supervised_scratch", "simclr", "dual_task"])
+def test_training_takes_the_profiles_memory_format(method: str, tmp_path: Path) -> None:
+    context = dataclasses.replace(tiny_context(method, tmp_path),
+                                  profile=dataclasses.replace(ONE_STEP, channels_last=True))
+    result = METHODS.get(method).train(context)
+    convolutions = [p for p in result.classifier.parameters() if p.dim() == 4]
+    assert convolutions
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convolutions)

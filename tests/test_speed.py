@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
+import torch
+from torch.utils.data import TensorDataset
 
 from conftest import TINY
+from fetalbench.backbones import create_backbone
 from fetalbench.benchmark.speed import compare_loops, run_benchmarks, save_measurements
 from fetalbench.benchmark.suites import load_suite
+from fetalbench.engine import SupervisedModule, batches, make_trainer
+from fetalbench.methods.api import Classifier
 from fetalbench.paths import cache_dir
 
 
@@ -49,3 +55,17 @@ def test_bench_measures_every_row_in_one_process(tmp_path) -> None:
     save_measurements(rows, TINY, tmp_path / "bench.json")
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert len(saved["rows"]) == len(rows) and saved["profile"]["name"] == "tiny"
+
+
+def test_a_module_built_directly_trains_in_the_profiles_memory_format() -> None:
+    """The benchmark builds SupervisedModule itself; it must train what the runner trains."""
+    profile = dataclasses.replace(TINY, channels_last=True)
+    classifier = Classifier(create_backbone(profile.backbone, "random"), 3)
+    module = SupervisedModule(classifier, profile, freeze_backbone=False)
+    images = torch.randint(0, 256, (8, 1, 32, 32), dtype=torch.uint8)
+    loader = {"labelled": batches(TensorDataset(images, torch.arange(8) % 3), 4)}
+    make_trainer(profile, 1, [], max_epochs=-1, enable_checkpointing=False,
+                 enable_progress_bar=False).fit(module, loader)
+    convolutions = [p for p in classifier.parameters() if p.dim() == 4]
+    assert convolutions
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convolutions)

@@ -166,8 +166,6 @@ def simclr_step(profile: Profile, images: torch.Tensor, warmup: int, steps: int,
     def ours() -> float:
         pl.seed_everything(0, verbose=False)
         objective = SimCLR(create_backbone(profile.backbone, "imagenet"), SimCLRSettings())
-        if profile.channels_last:
-            objective = objective.to(memory_format=torch.channels_last)
         module = PretrainModule(objective, profile)
         return _lightning_seconds(module, batches(TensorDataset(images), n), profile, warmup,
                                   steps)

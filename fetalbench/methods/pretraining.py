@@ -36,20 +36,26 @@ from torch.utils.data import TensorDataset
 from fetalbench.atomic import write_bytes_atomic
 from fetalbench.augment import STRONG, UltrasoundAugment
 from fetalbench.backbones import GrayscaleBackbone, create_backbone
-from fetalbench.engine import batches, fit_classifier, launched_rank, make_trainer, to_float
+from fetalbench.engine import (
+    ProfiledModule,
+    batches,
+    fit_classifier,
+    launched_rank,
+    make_trainer,
+    to_float,
+)
 from fetalbench.locks import LockedElsewhere, acquire, describe_holder, lock_path
 from fetalbench.methods.api import Classifier, MethodContext, MethodResult, register_method
 from fetalbench.methods.objective import Objective
 from fetalbench.profiles import Profile
 
 
-class PretrainModule(pl.LightningModule):
+class PretrainModule(ProfiledModule):
     """Two strongly augmented views of each unlabelled batch, fed to an objective."""
 
     def __init__(self, objective: Objective, profile: Profile):
-        super().__init__()
+        super().__init__(profile)
         self.objective = objective
-        self.profile = profile
         self.augment = UltrasoundAugment(STRONG)
 
     def training_step(self, batch: tuple[torch.Tensor], _: int) -> torch.Tensor:
@@ -201,8 +207,6 @@ def _cached_or_trained(
     context.log(f"pre-training {name} ({init} init) for {context.profile.pretrain_steps} steps "
                 f"on {len(context.data.unlabelled_images)} unlabelled images")
     objective = objective_class(backbone, settings)
-    if context.profile.channels_last:
-        objective.to(memory_format=torch.channels_last)
     module = PretrainModule(objective, context.profile)
     loader = batches(TensorDataset(context.data.unlabelled_images),
                      context.profile.pretrain_batch_size, context.execution.world_size)
