@@ -17,6 +17,7 @@ from safetensors.torch import save
 
 from fetalbench.atomic import write_bytes_atomic
 from fetalbench.backbones import create_backbone
+from fetalbench.digests import file_sha256
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods.api import Classifier
 from fetalbench.profiles import Profile
@@ -63,7 +64,7 @@ def load_classifier(record: dict, checkpoint: Path) -> Classifier:
             f"(fetalbench run ... --force, without --no-checkpoint)"
         )
     expected = record.get("checkpoint_sha256")
-    if expected is not None and _sha256_of(checkpoint) != expected:
+    if expected is not None and file_sha256(checkpoint) != expected:
         raise FetalbenchError(
             f"checkpoint {checkpoint} is corrupt (its sha256 differs from the one in the run's "
             "record); rerun the run with --force to write a new one"
@@ -88,12 +89,3 @@ def load_classifier(record: dict, checkpoint: Path) -> Classifier:
             "a new one"
         ) from None
     return classifier.eval()
-
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

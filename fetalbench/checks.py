@@ -24,3 +24,11 @@ def check_seed(seed: int) -> int:
         raise FetalbenchError(f"seed {seed!r} is negative or not whole; use a whole number >= 0, "
                               "e.g. --seed 0")
     return seed
+
+
+def check_count(value: int, what: str) -> int:
+    """``value`` itself when it is a whole number >= 1 (devices, steps, a Slurm resource), else a
+    one-line error naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise FetalbenchError(f"{what} must be a whole number >= 1, not {value!r}")
+    return value

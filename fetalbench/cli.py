@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from fetalbench.checks import check_fraction, check_seed
+from fetalbench.checks import check_count, check_fraction, check_seed
 from fetalbench.errors import FetalbenchError
 from fetalbench.paths import cache_dir
 
@@ -49,16 +49,7 @@ def _checked(parse: Callable[[str], T], check: Callable[[T], T], kind: str
 
 _fraction = _checked(float, check_fraction, "a number in (0, 1]")
 _seed = _checked(int, check_seed, "a whole number")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not positive; use a whole number >= 1")
-    return value
+_positive_int = _checked(int, lambda value: check_count(value, "the value"), "a whole number")
 
 
 def _resolution(text: str) -> int:

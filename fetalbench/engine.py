@@ -28,7 +28,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from fetalbench.augment import LIGHT, UltrasoundAugment
-from fetalbench.errors import FetalbenchError
+from fetalbench.checks import check_count
 from fetalbench.metrics import macro_f1
 from fetalbench.profiles import Profile
 
@@ -65,9 +65,7 @@ class Execution:
 
     def __post_init__(self) -> None:
         for name in ("devices", "num_nodes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise FetalbenchError(f"{name} must be a whole number >= 1, not {value!r}")
+            check_count(getattr(self, name), name)
 
     @property
     def world_size(self) -> int:

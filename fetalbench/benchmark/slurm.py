@@ -46,6 +46,7 @@ from submitit.core.utils import UncompletedJobError
 
 from fetalbench.benchmark.grid import write_failed_record
 from fetalbench.benchmark.suites import Suite
+from fetalbench.checks import check_count
 from fetalbench.datasets.sources import open_source
 from fetalbench.engine import show_progress_bars
 from fetalbench.errors import FetalbenchError
@@ -80,9 +81,8 @@ class SlurmOptions:
                 if not isinstance(value, str) or not value:
                     raise FetalbenchError(f"{where}: [slurm] partition must be a name, e.g. "
                                           f'partition = "gpu", not {value!r}')
-            elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise FetalbenchError(f"{where}: [slurm] {name} must be a whole number >= 1, "
-                                      f"not {value!r}")
+            else:
+                check_count(value, f"{where}: [slurm] {name}")
         return cls(**table)
 
     def overridden_by(self, other: SlurmOptions) -> SlurmOptions:

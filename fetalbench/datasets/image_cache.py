@@ -21,6 +21,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from fetalbench.atomic import write_atomic, write_bytes_atomic
+from fetalbench.digests import file_sha256
 from fetalbench.errors import FetalbenchError
 
 
@@ -81,11 +82,7 @@ def _read_cache(
         index = json.loads(index_path.read_text())
         if not (isinstance(index, dict) and index.get("names") == names):
             return None
-        digest = hashlib.sha256()
-        with array_path.open("rb") as stream:
-            while chunk := stream.read(1 << 22):
-                digest.update(chunk)
-        if digest.hexdigest() != index.get("sha256"):
+        if file_sha256(array_path) != index.get("sha256"):
             return None
         images = np.load(array_path, mmap_mode="r")
     except (OSError, ValueError):

@@ -10,7 +10,6 @@ contradicts. :func:`verify_dataset` measures both from the files themselves.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from fetalbench.datasets.fetal_planes_db import load_catalog
-
-CHUNK_BYTES = 1 << 20
+from fetalbench.digests import file_sha256
 
 
 @dataclass(frozen=True)
@@ -123,14 +121,6 @@ def _split_counts(catalog: pd.DataFrame, column: str) -> tuple[SplitCount, ...]:
     )
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _duplicate_groups(catalog: pd.DataFrame) -> list[DuplicateGroup]:
     """Groups of two or more catalog rows whose files are byte-identical, in catalog order."""
     sizes = catalog["path"].map(lambda path: os.stat(path).st_size)
@@ -139,7 +129,7 @@ def _duplicate_groups(catalog: pd.DataFrame) -> list[DuplicateGroup]:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         hashes = list(
             tqdm(
-                pool.map(_sha256, candidates["path"]),
+                pool.map(file_sha256, candidates["path"]),
                 total=len(candidates),
                 desc="hashing images",
                 unit="img",
