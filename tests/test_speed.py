@@ -46,8 +46,10 @@ def test_bench_measures_every_row_in_one_process(tmp_path) -> None:
     pipeline = by_name["data pipeline over SimCLR step"]
     simclr = by_name["SimCLR step (views/s), fetalbench (Lightning)"]
     assert abs(pipeline.ratio - pipeline.images_per_second / simclr.images_per_second) < 1e-9
-    flipped = next(row for row in rows if "channels_last True" in row.name)
-    assert flipped.reference == "channels_last False" and flipped.ratio > 0
+    memory = by_name[f"SimCLR step (views/s), bare loop, channels_last {not TINY.channels_last}"]
+    assert memory.reference == f"channels_last {TINY.channels_last}" and memory.ratio > 0
+    bf16 = by_name["SimCLR step (views/s), bare loop, precision bf16-mixed"]
+    assert bf16.reference == f"precision {TINY.precision}" and bf16.ratio > 0
     counts = next(row for row in rows if row.name.startswith("grid 'phantom'"))
     suite = load_suite("phantom")
     # Fractions and protocols share one pre-training stage per (method, task, seed).

@@ -193,16 +193,17 @@ def bare_simclr(profile: Profile, images: torch.Tensor, warmup: int,
     return seconds
 
 
-def channels_last_gain(profile: Profile, images: torch.Tensor, warmup: int, steps: int,
-                       repeats: int) -> Measurement:
-    """The bare SimCLR step with ``channels_last`` flipped against the profile's own setting:
-    the evidence for the profile's choice on the machine at hand."""
-    flipped = replace(profile, channels_last=not profile.channels_last)
-    rate, _, ratios = compare_loops(bare_simclr(flipped, images, warmup, steps),
+def setting_gain(profile: Profile, setting: str, value: object, images: torch.Tensor,
+                 warmup: int, steps: int, repeats: int) -> Measurement:
+    """The bare SimCLR step with one profile setting changed to ``value``, against the profile
+    as it is: the evidence for the profile's choice of ``channels_last`` or ``precision`` on the
+    machine at hand."""
+    changed = replace(profile, **{setting: value})
+    rate, _, ratios = compare_loops(bare_simclr(changed, images, warmup, steps),
                                     bare_simclr(profile, images, warmup, steps),
                                     2 * profile.pretrain_batch_size * steps, repeats)
-    return Measurement(f"SimCLR step (views/s), bare loop, channels_last {flipped.channels_last}",
-                       rate, f"channels_last {profile.channels_last}", float(np.median(ratios)),
+    return Measurement(f"SimCLR step (views/s), bare loop, {setting} {value}", rate,
+                       f"{setting} {getattr(profile, setting)}", float(np.median(ratios)),
                        (min(ratios), max(ratios)))
 
 
@@ -270,7 +271,10 @@ def run_benchmarks(profile: Profile, cache_root: Path, steps: int = 10, warmup: 
     rows.append(Measurement("data pipeline over SimCLR step", pipeline.images_per_second,
                             "SimCLR step (fetalbench)",
                             pipeline.images_per_second / simclr[0].images_per_second))
-    rows.append(channels_last_gain(profile, images, warmup, steps, repeats))
+    other_precision = "32-true" if "bf16" in profile.precision else "bf16-mixed"
+    for setting, value in (("channels_last", not profile.channels_last),
+                           ("precision", other_precision)):
+        rows.append(setting_gain(profile, setting, value, images, warmup, steps, repeats))
     rows.append(pretraining_counts(load_suite("phantom")))
     return rows
 
