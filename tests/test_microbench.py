@@ -1,0 +1,68 @@
+"""pytest-benchmark micro-benchmarks of the per-batch data path, beside ``fetalbench bench``.
+
+The normal test run executes each benchmarked function once, as a test of its output
+(``--benchmark-disable`` in pyproject.toml). To time them:
+``python -m pytest tests/test_microbench.py --benchmark-enable``; compare rows of one group
+from one run, never numbers across runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from conftest import REAL_IMAGES, TINY
+from fetalbench.augment import LIGHT, STRONG, UltrasoundAugment
+from fetalbench.datasets import image_cache
+from fetalbench.engine import batches, to_float
+
+IMAGES, BATCH, SIDE = 512, 64, 64
+
+
+@pytest.fixture(scope="module")
+def uint8_images() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (IMAGES, 1, SIDE, SIDE), dtype=torch.uint8, generator=generator)
+
+
+def _first_batch(loader: DataLoader) -> tuple[torch.Tensor, ...]:
+    return next(iter(loader))
+
+
+@pytest.mark.benchmark(group="batch fetch")
+def test_batch_fetch_one_gather(benchmark, uint8_images) -> None:
+    """fetalbench's loader: one gather per tensor per batch (``InMemoryDataset.__getitems__``)."""
+    indices = torch.arange(IMAGES)
+    images, batch_indices = benchmark(_first_batch,
+                                      batches(TensorDataset(uint8_images, indices), BATCH))
+    assert images.shape == (BATCH, 1, SIDE, SIDE) and images.dtype == torch.uint8
+    assert torch.equal(images, uint8_images[batch_indices])
+
+
+@pytest.mark.benchmark(group="batch fetch")
+def test_batch_fetch_per_image_collate(benchmark, uint8_images) -> None:
+    """The PyTorch default it replaces: one ``__getitem__`` per image, then ``default_collate``."""
+    loader = DataLoader(TensorDataset(uint8_images, torch.arange(IMAGES) % 3), batch_size=BATCH,
+                        shuffle=True, drop_last=True)
+    images, _ = benchmark(_first_batch, loader)
+    assert images.shape == (BATCH, 1, SIDE, SIDE)
+
+
+@pytest.mark.benchmark(group="augmentation")
+@pytest.mark.parametrize("name, settings", [("strong", STRONG), ("light", LIGHT)])
+def test_augmentation_of_a_batch(benchmark, uint8_images, name, settings) -> None:
+    """One view of a batch: uint8 to float in the profile's memory format, then the transforms."""
+    augment = UltrasoundAugment(settings)
+    torch.manual_seed(0)
+    views = benchmark(lambda: augment(to_float(uint8_images[:BATCH], TINY.channels_last)))
+    assert views.shape == (BATCH, 1, SIDE, SIDE) and views.dtype == torch.float32
+    assert not torch.allclose(views, to_float(uint8_images[:BATCH], False), atol=0.05)
+
+
+@pytest.mark.benchmark(group="decode")
+def test_png_decode_and_resize(benchmark) -> None:
+    """One real FETAL_PLANES_DB PNG to a 64 x 64 uint8 array: the cache build's unit of work."""
+    path = str(min(REAL_IMAGES.glob("*.png")))
+    array = benchmark(image_cache.decode_image, path, SIDE)
+    assert array.shape == (SIDE, SIDE) and array.dtype.name == "uint8"
