@@ -295,6 +295,15 @@ def pretrain(context: MethodContext) -> dict:
     return pretrain_backbone(context, "simclr", SimCLR, SimCLRSettings(), "random")[1]
 
 
+@pytest.mark.parametrize("setting, value", [("channels_last", not TINY.channels_last),
+                                            ("precision", "bf16-mixed"), ("resolution", 48)])
+def test_a_stage_trained_with_other_numerics_is_not_reused(setting: str, value: object,
+                                                           tmp_path: Path) -> None:
+    context = tiny_context(tmp_path, [])
+    changed = dataclasses.replace(context, profile=dataclasses.replace(TINY, **{setting: value}))
+    assert stage_files(context)[1] != stage_files(changed)[1]
+
+
 @pytest.mark.parametrize("damage", ["flip a byte", "sidecar without checksum", "pickle payload"])
 def test_corrupt_or_hostile_pretraining_checkpoint_is_retrained(damage: str, tmp_path: Path
                                                                  ) -> None:

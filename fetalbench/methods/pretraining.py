@@ -80,7 +80,11 @@ class PretrainModule(ProfiledModule):
 
 def pretraining_key(context: MethodContext, objective_name: str, init: str,
                     settings: object) -> dict:
-    """Everything the pre-trained backbone depends on (not fraction, not protocol)."""
+    """Everything the pre-trained backbone depends on (not fraction, not protocol).
+
+    The memory format is part of it: ``channels_last`` runs other convolution kernels, whose
+    rounding differs, so a stage trained in one format is not the stage the other would train.
+    """
     profile = context.profile
     return {
         "objective": objective_name,
@@ -97,6 +101,7 @@ def pretraining_key(context: MethodContext, objective_name: str, init: str,
         "learning_rate": profile.pretrain_learning_rate,
         "weight_decay": profile.weight_decay,
         "precision": profile.precision,
+        "channels_last": profile.channels_last,
     }
 
 
