@@ -43,6 +43,8 @@ def test_bench_measures_every_row_in_one_process(tmp_path) -> None:
         assert ours.images_per_second > 0 and bare.images_per_second > 0
         low, high = ours.ratio_range
         assert low <= ours.ratio <= high
+    floor = by_name["supervised step (img/s), bare loop against itself (noise floor)"]
+    assert floor.ratio_range[0] <= floor.ratio <= floor.ratio_range[1]
     pipeline = by_name["data pipeline over SimCLR step"]
     simclr = by_name["SimCLR step (views/s), fetalbench (Lightning)"]
     assert abs(pipeline.ratio - pipeline.images_per_second / simclr.images_per_second) < 1e-9

@@ -143,7 +143,16 @@ def supervised_step(profile: Profile, images: torch.Tensor, labels: torch.Tensor
         loader = {"labelled": batches(TensorDataset(images, labels), n)}
         return _lightning_seconds(module, loader, profile, warmup, steps)
 
-    def bare() -> float:
+    bare = bare_supervised(profile, images, labels, warmup, steps)
+    return _step_rows("supervised step (img/s)", ours, bare, n * steps, repeats)
+
+
+def bare_supervised(profile: Profile, images: torch.Tensor, labels: torch.Tensor, warmup: int,
+                    steps: int) -> Callable[[], float]:
+    """Seconds of the bare-loop supervised step at ``profile``'s settings, from a fresh model."""
+    classes = int(labels.max()) + 1
+
+    def seconds() -> float:
         pl.seed_everything(0, verbose=False)
         model = Classifier(create_backbone(profile.backbone, "imagenet"), classes)
         augment = UltrasoundAugment(LIGHT)
@@ -152,10 +161,21 @@ def supervised_step(profile: Profile, images: torch.Tensor, labels: torch.Tensor
             batch = to_float(images[index], profile.channels_last)
             return F.cross_entropy(model(augment(batch)), labels[index])
 
-        return bare_loop_seconds(model, loss, profile.learning_rate, profile, n, len(images),
-                                 warmup, steps)
+        return bare_loop_seconds(model, loss, profile.learning_rate, profile,
+                                 profile.batch_size, len(images), warmup, steps)
 
-    return _step_rows("supervised step (img/s)", ours, bare, n * steps, repeats)
+    return seconds
+
+
+def noise_floor(profile: Profile, images: torch.Tensor, labels: torch.Tensor, warmup: int,
+                steps: int, repeats: int) -> Measurement:
+    """The bare supervised loop compared with itself, paired as the loop comparisons are: the
+    spread of ratios that the machine's noise alone produces, to read the other ratios by."""
+    bare = bare_supervised(profile, images, labels, warmup, steps)
+    rate, _, ratios = compare_loops(bare, bare, profile.batch_size * steps, repeats)
+    return Measurement("supervised step (img/s), bare loop against itself (noise floor)", rate,
+                       "bare PyTorch loop", float(np.median(ratios)),
+                       (min(ratios), max(ratios)))
 
 
 def simclr_step(profile: Profile, images: torch.Tensor, warmup: int, steps: int,
@@ -266,6 +286,7 @@ def run_benchmarks(profile: Profile, cache_root: Path, steps: int = 10, warmup: 
     pipeline = data_pipeline(profile, images, 20)
     rows += [pipeline]
     rows += supervised_step(profile, images, labels, warmup, steps, repeats)
+    rows.append(noise_floor(profile, images, labels, warmup, steps, repeats))
     simclr = simclr_step(profile, images, warmup, steps, repeats)
     rows += simclr
     rows.append(Measurement("data pipeline over SimCLR step", pipeline.images_per_second,
