@@ -2,9 +2,9 @@
 
 ``smoke`` is a seconds-long profile that proves the pipeline runs (CI), not a result to compare.
 ``quick`` is sized for the committed ``phantom`` suite (210 runs, 40 pre-training stages) on 2
-CPU cores: about 95 minutes as two one-thread grids, about 133 as one two-thread grid (measured,
-docs/performance.md). It takes 50 fine-tuning steps of 32 images and 40 pre-training steps of 64
-image pairs at 64 px. That is a small budget, above all for
+CPU cores: about an hour as two one-thread grids, whose 210 runs took 115 minutes between them
+(measured, docs/performance.md). It takes 50 fine-tuning steps of 32 images and 40
+pre-training steps of 64 image pairs at 64 px. That is a small budget, above all for
 self-supervised pre-training from random weights; read quick-profile results as what these
 methods achieve with minutes of CPU, and use ``paper`` on a GPU for the paper's scale.
 
