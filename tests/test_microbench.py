@@ -53,8 +53,8 @@ def test_batch_fetch_per_image_collate(benchmark, uint8_images) -> None:
 
 
 @pytest.mark.benchmark(group="augmentation")
-@pytest.mark.parametrize("name, settings", [("strong", STRONG), ("light", LIGHT)])
-def test_augmentation_of_a_batch(benchmark, uint8_images, name, settings) -> None:
+@pytest.mark.parametrize("settings", [STRONG, LIGHT], ids=["strong", "light"])
+def test_augmentation_of_a_batch(benchmark, uint8_images, settings) -> None:
     """One view of a batch: uint8 to float in the profile's memory format, then the transforms."""
     augment = UltrasoundAugment(settings)
     torch.manual_seed(0)
