@@ -41,6 +41,7 @@ from fetalbench.datasets.sources import open_source
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods.api import Classifier, MethodContext, TaskData
 from fetalbench.methods.pretraining import (
+    FINE_TUNING_ONLY,
     checkpoint_paths,
     load_cached_backbone,
     pretrain_backbone,
@@ -295,13 +296,16 @@ def pretrain(context: MethodContext) -> dict:
     return pretrain_backbone(context, "simclr", SimCLR, SimCLRSettings(), "random")[1]
 
 
-@pytest.mark.parametrize("setting, value", [("channels_last", not TINY.channels_last),
-                                            ("precision", "bf16-mixed"), ("resolution", 48)])
-def test_a_stage_trained_with_other_numerics_is_not_reused(setting: str, value: object,
-                                                           tmp_path: Path) -> None:
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(TINY)])
+def test_a_stage_is_shared_across_fine_tuning_settings_only(field: str, tmp_path: Path) -> None:
+    """Changing a profile field gives another stage unless pre-training never reads it."""
     context = tiny_context(tmp_path, [])
-    changed = dataclasses.replace(context, profile=dataclasses.replace(TINY, **{setting: value}))
-    assert stage_files(context)[1] != stage_files(changed)[1]
+    value = getattr(TINY, field)
+    other = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v / 2,
+             str: lambda v: v + "-other"}[type(value)](value)
+    changed = dataclasses.replace(context, profile=dataclasses.replace(TINY, **{field: other}))
+    shared = stage_files(context)[1] == stage_files(changed)[1]
+    assert shared == (field in FINE_TUNING_ONLY)
 
 
 @pytest.mark.parametrize("damage", ["flip a byte", "sidecar without checksum", "pickle payload"])

@@ -78,14 +78,21 @@ class PretrainModule(ProfiledModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
+FINE_TUNING_ONLY = frozenset({"name", "batch_size", "downstream_steps", "validations",
+                              "learning_rate", "validation_fraction"})
+"""Profile fields that a pre-training stage does not read; every other field is in its key."""
+
+
 def pretraining_key(context: MethodContext, objective_name: str, init: str,
                     settings: object) -> dict:
     """Everything the pre-trained backbone depends on (not fraction, not protocol).
 
-    The memory format is part of it: ``channels_last`` runs other convolution kernels, whose
-    rounding differs, so a stage trained in one format is not the stage the other would train.
+    The profile enters by exclusion: every field but :data:`FINE_TUNING_ONLY`, so a setting
+    added to :class:`~fetalbench.profiles.Profile` later (as ``channels_last`` once was missed,
+    whose other convolution kernels round differently) separates stages by default instead of
+    reusing a stage trained otherwise.
     """
-    profile = context.profile
+    profile = {k: v for k, v in asdict(context.profile).items() if k not in FINE_TUNING_ONLY}
     return {
         "objective": objective_name,
         "init": init,
@@ -94,14 +101,7 @@ def pretraining_key(context: MethodContext, objective_name: str, init: str,
         "seed": context.seed,
         "unlabelled_pool": context.pool,
         "settings": asdict(settings),
-        "backbone": profile.backbone,
-        "resolution": profile.resolution,
-        "steps": profile.pretrain_steps,
-        "batch_size": profile.pretrain_batch_size,
-        "learning_rate": profile.pretrain_learning_rate,
-        "weight_decay": profile.weight_decay,
-        "precision": profile.precision,
-        "channels_last": profile.channels_last,
+        "profile": profile,
     }
 
 
