@@ -11,7 +11,7 @@ methods achieve with minutes of CPU, and use ``paper`` on a GPU for the paper's 
 A profile fixes everything about a run's scale (backbone, resolution, batch, optimisation budget)
 so that records made with one profile are comparable with each other. Every profile trains
 ``channels_last``: on this CPU ``fetalbench bench`` measures it 1.8 times faster at 64 px and 2.7
-times at 32 px, and it is the fast layout on GPUs. CPU profiles stay fp32 because bf16 autocast
+times at 32 px (GPUs not measured). CPU profiles stay fp32 because bf16 autocast
 measured slower here (docs/performance.md).
 Budgets are numbers of optimiser steps, not epochs, so a 1% label fraction is not trained for a
 handful of steps while 100% gets thousands. Self-supervised stages use AdamW with cosine decay at
