@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from fetalbench.atomic import write_atomic, write_bytes_atomic
 from fetalbench.digests import file_sha256
 from fetalbench.errors import FetalbenchError
+from fetalbench.worker_pool import worker_pool
 
 
 def decode_image(path: str, resolution: int) -> np.ndarray:
@@ -109,7 +109,7 @@ def _decode_all(catalog: pd.DataFrame, resolution: int, workers: int | None) -> 
     if workers == 1:
         decoded = [_decode_or_error(job) for job in jobs]
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with worker_pool(workers) as pool:
             decoded = list(pool.map(_decode_or_error, jobs, chunksize=32))
     for row, result in enumerate(decoded):
         if isinstance(result, str):

@@ -30,13 +30,11 @@ import ctypes
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,6 +46,7 @@ from fetalbench.datasets.phantom_anatomy import STRUCTURES, draw_scene
 from fetalbench.datasets.phantom_bmode import BeamGeometry, burn_in, form_bmode, sample_acquisition
 from fetalbench.errors import FetalbenchError
 from fetalbench.paths import cache_dir as default_cache_dir
+from fetalbench.worker_pool import worker_pool
 
 GENERATOR_VERSION = 1
 MASKS_DIR = "Masks"
@@ -375,8 +374,7 @@ def generate_phantom(root: Path, settings: PhantomSettings, workers: int | None 
         for job in jobs:
             _write_record(job)
     else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, context, _tune_allocator) as pool:
+        with worker_pool(workers, _tune_allocator) as pool:
             chunk = max(1, min(32, len(jobs) // (4 * workers)))
             for _ in pool.map(_write_record, jobs, chunksize=chunk):
                 pass
