@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 import torch
@@ -11,19 +13,26 @@ from torch.utils.data import TensorDataset
 
 from conftest import TINY
 from fetalbench.backbones import create_backbone
-from fetalbench.benchmark.speed import compare_loops, run_benchmarks, save_measurements
+from fetalbench.benchmark.speed import (
+    StepTimer,
+    compare_loops,
+    run_benchmarks,
+    save_measurements,
+)
 from fetalbench.benchmark.suites import load_suite
 from fetalbench.engine import SupervisedModule, batches, make_trainer
 from fetalbench.methods.api import Classifier
 from fetalbench.paths import cache_dir
 
 
-def test_compare_loops_alternates_order_and_pairs_ratios() -> None:
+def test_compare_loops_alternates_order_and_pairs_ratios_of_median_steps() -> None:
     calls: list[str] = []
-    durations = {"ours": [2.0, 4.0, 2.0], "bare": [1.0, 1.0, 4.0]}
+    # seconds of each step per call; one stalled step (9.0) must not move a median
+    durations = {"ours": [[2.0, 2.0, 9.0], [4.0, 4.0, 4.0], [2.0, 9.0, 2.0]],
+                 "bare": [[1.0, 9.0, 1.0], [1.0, 1.0, 1.0], [4.0, 4.0, 4.0]]}
 
     def timed(name: str):
-        def run() -> float:
+        def run() -> list[float]:
             calls.append(name)
             return durations[name][sum(c == name for c in calls) - 1]
         return run
@@ -32,6 +41,18 @@ def test_compare_loops_alternates_order_and_pairs_ratios() -> None:
     assert calls == ["ours", "bare", "bare", "ours", "ours", "bare"]
     assert ratios == [0.5, 0.25, 2.0]
     assert (rate_ours, rate_bare) == (4.0, 8.0)
+
+
+def test_step_timer_counts_the_loops_work_between_steps() -> None:
+    timer = StepTimer(warmup=1)
+    trainer = SimpleNamespace(global_step=0)
+    for step, (start, end) in enumerate([(0.0, 1.0), (1.5, 2.0), (3.0, 4.0), (4.25, 5.0)]):
+        trainer.global_step = step
+        with mock.patch("time.perf_counter", return_value=start):
+            timer.on_train_batch_start(trainer, None, None, step)
+        with mock.patch("time.perf_counter", return_value=end):
+            timer.on_train_batch_end(trainer, None, None, None, step)
+    assert timer.step_seconds() == [1.5, 1.25, 0.75]
 
 
 def test_bench_measures_every_row_in_one_process(tmp_path) -> None:

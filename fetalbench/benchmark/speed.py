@@ -47,22 +47,27 @@ class Measurement:
 
 
 class StepTimer(pl.Callback):
-    """Wall time from the start of step ``warmup`` to the end of the last step."""
+    """The wall time of each step from step ``warmup`` on: from the start of one step to the
+    start of the next (so the loop's work between steps counts), the last to its end."""
 
     def __init__(self, warmup: int):
         self.warmup = warmup
-        self.started = 0.0
+        self.starts: list[float] = []
         self.finished = 0.0
 
     def on_train_batch_start(self, trainer, module, batch, batch_index) -> None:
-        if trainer.global_step == self.warmup:
-            self.started = time.perf_counter()
+        if trainer.global_step >= self.warmup:
+            self.starts.append(time.perf_counter())
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_index) -> None:
         self.finished = time.perf_counter()
 
+    def step_seconds(self) -> list[float]:
+        """Seconds of each timed step."""
+        return np.diff([*self.starts, self.finished]).tolist()
 
-def bare_loop_seconds(
+
+def bare_loop_step_seconds(
     model: torch.nn.Module,
     loss_of: Callable[[slice], torch.Tensor],
     learning_rate: float,
@@ -71,60 +76,65 @@ def bare_loop_seconds(
     n_images: int,
     warmup: int,
     steps: int,
-) -> float:
-    """Seconds for ``steps`` plain PyTorch steps (AdamW, the profile's precision and memory
-    format, contiguous batches), after ``warmup`` untimed ones: the limit fetalbench's loop is
-    compared with."""
+) -> list[float]:
+    """Seconds of each of ``steps`` plain PyTorch steps (AdamW, the profile's precision and
+    memory format, contiguous batches), after ``warmup`` untimed ones: the limit fetalbench's
+    loop is compared with."""
     if profile.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate,
                                   weight_decay=profile.weight_decay)
     model.train()
-    started = 0.0
+    starts = []
     for index in range(warmup + steps):
-        if index == warmup:
-            started = time.perf_counter()
+        if index >= warmup:
+            starts.append(time.perf_counter())
         start = (index * batch_size) % (n_images - batch_size + 1)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in profile.precision):
             loss = loss_of(slice(start, start + batch_size))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return time.perf_counter() - started
+    return np.diff([*starts, time.perf_counter()]).tolist()
 
 
-def _lightning_seconds(module: pl.LightningModule, loader, profile: Profile, warmup: int,
-                       steps: int) -> float:
+def _lightning_step_seconds(module: pl.LightningModule, loader, profile: Profile, warmup: int,
+                            steps: int) -> list[float]:
     timer = StepTimer(warmup)
     trainer = make_trainer(profile, warmup + steps, [timer], max_epochs=-1,
                            enable_checkpointing=False, enable_progress_bar=False)
     trainer.fit(module, loader)
-    return timer.finished - timer.started
+    return timer.step_seconds()
 
 
-def compare_loops(ours: Callable[[], float], bare: Callable[[], float], units: int,
-                  repeats: int) -> tuple[float, float, list[float]]:
+def compare_loops(ours: Callable[[], list[float]], bare: Callable[[], list[float]],
+                  units_per_step: int, repeats: int) -> tuple[float, float, list[float]]:
     """Median rates of fetalbench's loop and the bare loop, and one ratio per repeat.
 
-    The two loops alternate, and which goes first alternates too, so drift in the machine's
-    speed (a shared VM's neighbours, frequency scaling) falls on both sides of every pair
-    instead of on one loop.
+    Each call of a loop returns the seconds of each of its steps; its rate is ``units_per_step``
+    over the median step, so a neighbour's burst that stalls a few steps does not move it. The
+    two loops alternate, and which goes first alternates too, so drift in the machine's speed
+    (a shared VM's neighbours, frequency scaling) falls on both sides of every pair instead of
+    on one loop.
     """
+    def rate(loop: Callable[[], list[float]]) -> float:
+        return units_per_step / float(np.median(loop()))
+
     ours_rates, bare_rates = [], []
     for repeat in range(repeats):
         if repeat % 2:
-            bare_rates.append(units / bare())
-            ours_rates.append(units / ours())
+            bare_rates.append(rate(bare))
+            ours_rates.append(rate(ours))
         else:
-            ours_rates.append(units / ours())
-            bare_rates.append(units / bare())
+            ours_rates.append(rate(ours))
+            bare_rates.append(rate(bare))
     ratios = [o / b for o, b in zip(ours_rates, bare_rates, strict=True)]
     return float(np.median(ours_rates)), float(np.median(bare_rates)), ratios
 
 
-def _step_rows(label: str, ours: Callable[[], float], bare: Callable[[], float], units: int,
-               repeats: int) -> tuple[Measurement, Measurement]:
-    rate_ours, rate_bare, ratios = compare_loops(ours, bare, units, repeats)
+def _step_rows(label: str, ours: Callable[[], list[float]], bare: Callable[[], list[float]],
+               units_per_step: int, repeats: int) -> tuple[Measurement, Measurement]:
+    rate_ours, rate_bare, ratios = compare_loops(ours, bare, units_per_step, repeats)
     return (Measurement(f"{label}, fetalbench (Lightning)", rate_ours, "bare PyTorch loop",
                         float(np.median(ratios)), (min(ratios), max(ratios))),
             Measurement(f"{label}, bare PyTorch loop", rate_bare))
@@ -136,23 +146,23 @@ def supervised_step(profile: Profile, images: torch.Tensor, labels: torch.Tensor
     n = profile.batch_size
     classes = int(labels.max()) + 1
 
-    def ours() -> float:
+    def ours() -> list[float]:
         pl.seed_everything(0, verbose=False)
         classifier = Classifier(create_backbone(profile.backbone, "imagenet"), classes)
         module = SupervisedModule(classifier, profile, freeze_backbone=False)
         loader = {"labelled": batches(TensorDataset(images, labels), n)}
-        return _lightning_seconds(module, loader, profile, warmup, steps)
+        return _lightning_step_seconds(module, loader, profile, warmup, steps)
 
     bare = bare_supervised(profile, images, labels, warmup, steps)
-    return _step_rows("supervised step (img/s)", ours, bare, n * steps, repeats)
+    return _step_rows("supervised step (img/s)", ours, bare, n, repeats)
 
 
 def bare_supervised(profile: Profile, images: torch.Tensor, labels: torch.Tensor, warmup: int,
-                    steps: int) -> Callable[[], float]:
-    """Seconds of the bare-loop supervised step at ``profile``'s settings, from a fresh model."""
+                    steps: int) -> Callable[[], list[float]]:
+    """The bare-loop supervised steps' seconds at ``profile``'s settings, from a fresh model."""
     classes = int(labels.max()) + 1
 
-    def seconds() -> float:
+    def seconds() -> list[float]:
         pl.seed_everything(0, verbose=False)
         model = Classifier(create_backbone(profile.backbone, "imagenet"), classes)
         augment = UltrasoundAugment(LIGHT)
@@ -161,8 +171,8 @@ def bare_supervised(profile: Profile, images: torch.Tensor, labels: torch.Tensor
             batch = to_float(images[index], profile.channels_last)
             return F.cross_entropy(model(augment(batch)), labels[index])
 
-        return bare_loop_seconds(model, loss, profile.learning_rate, profile,
-                                 profile.batch_size, len(images), warmup, steps)
+        return bare_loop_step_seconds(model, loss, profile.learning_rate, profile,
+                                      profile.batch_size, len(images), warmup, steps)
 
     return seconds
 
@@ -172,7 +182,7 @@ def noise_floor(profile: Profile, images: torch.Tensor, labels: torch.Tensor, wa
     """The bare supervised loop compared with itself, paired as the loop comparisons are: the
     spread of ratios that the machine's noise alone produces, to read the other ratios by."""
     bare = bare_supervised(profile, images, labels, warmup, steps)
-    rate, _, ratios = compare_loops(bare, bare, profile.batch_size * steps, repeats)
+    rate, _, ratios = compare_loops(bare, bare, profile.batch_size, repeats)
     return Measurement("supervised step (img/s), bare loop against itself (noise floor)", rate,
                        "bare PyTorch loop", float(np.median(ratios)),
                        (min(ratios), max(ratios)))
@@ -183,22 +193,22 @@ def simclr_step(profile: Profile, images: torch.Tensor, warmup: int, steps: int,
     """fetalbench's SimCLR pre-training step and the same step in a bare loop (two views)."""
     n = profile.pretrain_batch_size
 
-    def ours() -> float:
+    def ours() -> list[float]:
         pl.seed_everything(0, verbose=False)
         objective = SimCLR(create_backbone(profile.backbone, "imagenet"), SimCLRSettings())
         module = PretrainModule(objective, profile)
-        return _lightning_seconds(module, batches(TensorDataset(images), n), profile, warmup,
-                                  steps)
+        return _lightning_step_seconds(module, batches(TensorDataset(images), n), profile,
+                                       warmup, steps)
 
     bare = bare_simclr(profile, images, warmup, steps)
-    return _step_rows("SimCLR step (views/s)", ours, bare, 2 * n * steps, repeats)
+    return _step_rows("SimCLR step (views/s)", ours, bare, 2 * n, repeats)
 
 
 def bare_simclr(profile: Profile, images: torch.Tensor, warmup: int,
-                steps: int) -> Callable[[], float]:
-    """Seconds of the bare-loop SimCLR step at ``profile``'s settings, from a fresh model."""
+                steps: int) -> Callable[[], list[float]]:
+    """The bare-loop SimCLR steps' seconds at ``profile``'s settings, from a fresh model."""
 
-    def seconds() -> float:
+    def seconds() -> list[float]:
         pl.seed_everything(0, verbose=False)
         model = SimCLR(create_backbone(profile.backbone, "imagenet"), SimCLRSettings())
         augment = UltrasoundAugment(STRONG)
@@ -207,8 +217,8 @@ def bare_simclr(profile: Profile, images: torch.Tensor, warmup: int,
             batch = to_float(images[index], profile.channels_last)
             return model.loss(augment(batch), augment(batch), 0.0)
 
-        return bare_loop_seconds(model, loss, profile.pretrain_learning_rate, profile,
-                                 profile.pretrain_batch_size, len(images), warmup, steps)
+        return bare_loop_step_seconds(model, loss, profile.pretrain_learning_rate, profile,
+                                      profile.pretrain_batch_size, len(images), warmup, steps)
 
     return seconds
 
@@ -221,7 +231,7 @@ def setting_gain(profile: Profile, setting: str, value: object, images: torch.Te
     changed = replace(profile, **{setting: value})
     rate, _, ratios = compare_loops(bare_simclr(changed, images, warmup, steps),
                                     bare_simclr(profile, images, warmup, steps),
-                                    2 * profile.pretrain_batch_size * steps, repeats)
+                                    2 * profile.pretrain_batch_size, repeats)
     return Measurement(f"SimCLR step (views/s), bare loop, {setting} {value}", rate,
                        f"{setting} {getattr(profile, setting)}", float(np.median(ratios)),
                        (min(ratios), max(ratios)))
