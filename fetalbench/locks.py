@@ -13,6 +13,11 @@ The holder unlinks the file before it lets go, so a finished run leaves no lock 
 of that, a process that wins the flock checks that the path still names the file it locked
 (another holder may have unlinked it meanwhile) and starts again if not; this keeps exactly one
 holder per path. A file left by a killed holder stays until the next process takes it over.
+
+A forked child shares its parent's open file descriptions, flocks included: a decoding worker
+that outlived a killed holder would keep the lock held, and a resumed grid would skip the run
+as running elsewhere. So every forked child closes its copies of the held locks at once
+(``os.register_at_fork``); closing a copy never unlocks the parent's.
 """
 
 from __future__ import annotations
@@ -30,6 +35,18 @@ from pathlib import Path
 from fetalbench.errors import FetalbenchError
 
 SUFFIX = ".lock"
+
+_held: set[int] = set()  # the descriptors of the locks this process holds
+
+
+def _close_held_in_child() -> None:
+    for descriptor in _held:
+        with contextlib.suppress(OSError):
+            os.close(descriptor)
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
 
 
 class LockedElsewhere(FetalbenchError):
@@ -60,6 +77,7 @@ class Lock:
         """Remove the lock file, then let go of the flock (so no one locks a removed file)."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+        _held.discard(self.descriptor)
         os.close(self.descriptor)
 
 
@@ -122,6 +140,7 @@ def acquire(path: Path, wait: bool = False) -> Lock:
         previous = _read_holder(descriptor)
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, json.dumps(holder_info()).encode(), 0)
+        _held.add(descriptor)
         return Lock(path, descriptor, previous or None)
 
 

@@ -1,44 +1,42 @@
 """Process pools for CPU-bound data work (PNG decoding, phantom rendering) inside a run.
 
-Two rules make such a pool safe in a process that holds locks (:mod:`fetalbench.locks`):
-
-* Workers are started by ``spawn``, never ``fork``. A forked worker inherits every open
-  descriptor of its parent, the flock of the run's record lock included; if the parent is killed
-  while the pool decodes, its orphaned workers keep the run locked, and a resumed grid skips the
-  run as "running elsewhere" and ends without its record. (Forking a process that already runs
-  torch's threads can also deadlock.)
-* Workers exit when their parent dies: each starts a thread that waits on the parent's sentinel
-  (:func:`multiprocessing.parent_process`), so a killed grid leaves no process behind.
+Workers are forked: they start at once and need no ``if __name__ == "__main__"`` guard in a
+user's script (``spawn`` and ``forkserver`` re-import the script's top level in every worker).
+A forked worker would inherit the flocks of the run's locks; :mod:`fetalbench.locks` closes
+its copies of them in every forked child, so a lock still dies with its holder. And a worker
+exits when its parent dies: each starts a thread that watches its parent's pid, so a killed
+grid leaves no process behind (an orphan is re-parented, and its ``getppid`` changes).
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import multiprocessing.connection
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+
+ORPHAN_CHECK_SECONDS = 0.25
 
 
 def worker_pool(
     workers: int, initializer: Callable[[], None] | None = None
 ) -> ProcessPoolExecutor:
-    """A pool of ``workers`` spawned processes that die with this one; ``initializer`` runs in
-    each worker after the parent watch has started."""
-    return ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), _start_worker,
-                               (initializer,))
+    """A pool of ``workers`` forked processes that exit when this one dies; ``initializer``
+    runs in each worker after the parent watch has started."""
+    return ProcessPoolExecutor(workers, multiprocessing.get_context("fork"), _start_worker,
+                               (os.getpid(), initializer))
 
 
-def _start_worker(initializer: Callable[[], None] | None) -> None:
-    threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
+def _start_worker(parent: int, initializer: Callable[[], None] | None) -> None:
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="parent-watch",
+                     daemon=True).start()
     if initializer is not None:
         initializer()
 
 
-def _exit_with_parent() -> None:
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-    multiprocessing.connection.wait([parent.sentinel])
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_SECONDS)
     os._exit(1)

@@ -1,4 +1,4 @@
-"""Worker pools neither hold their parent's locks nor outlive it (a resumed grid needs both)."""
+"""Forked children neither keep their parent's locks nor outlive it (a resumed grid needs both)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+
+import pytest
 
 from fetalbench.locks import LockedElsewhere, acquire
 
@@ -31,6 +33,20 @@ PARENT = textwrap.dedent("""
             pool.submit(time.sleep, 120)
         print(*pids, flush=True)
         time.sleep(120)
+""")
+
+
+FORKING_HOLDER = textwrap.dedent("""
+    import os, sys, time
+    from fetalbench.locks import acquire
+
+    lock = acquire(sys.argv[1])
+    child = os.fork()
+    if child == 0:  # a child that outlives its parent, as a stuck worker would
+        time.sleep(120)
+        os._exit(0)
+    print(child, flush=True)
+    time.sleep(120)
 """)
 
 
@@ -64,3 +80,31 @@ def test_a_killed_parent_leaves_no_worker_and_no_held_lock(tmp_path: Path) -> No
     finally:  # a failing run leaves no sleeper behind
         for pid in filter(running, workers):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_forked_child_does_not_keep_its_killed_parents_lock(tmp_path: Path) -> None:
+    lock_file = tmp_path / "record.json.lock"
+    parent = subprocess.Popen([sys.executable, "-c", FORKING_HOLDER, str(lock_file)],
+                              stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    try:
+        with pytest.raises(LockedElsewhere):  # held while its holder lives
+            acquire(lock_file)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert running(child)
+        acquire(lock_file).release()
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
+def test_a_script_without_a_main_guard_can_decode_in_a_pool(tmp_path: Path) -> None:
+    """``spawn`` would re-run this script's top level in every worker and break the pool."""
+    script = tmp_path / "unguarded.py"
+    script.write_text("from fetalbench.worker_pool import worker_pool\n"
+                      "with worker_pool(2) as pool:\n"
+                      "    print(sum(pool.map(abs, range(-50, 50))))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2500"]

@@ -13,16 +13,18 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from fetalbench.atomic import write_atomic, write_bytes_atomic
 from fetalbench.digests import file_sha256
 from fetalbench.errors import FetalbenchError
 from fetalbench.worker_pool import worker_pool
+
+if TYPE_CHECKING:  # decoding workers import this module; they need no pandas
+    import pandas as pd
 
 
 def decode_image(path: str, resolution: int) -> np.ndarray:
