@@ -386,10 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--profile", default="quick", choices=list(PROFILES))
     bench.add_argument("--steps", type=_positive_int, default=10,
-                       help="timed steps per loop (default 10)")
+                       help="timed steps of each loop per repeat (default 10)")
     bench.add_argument("--repeats", type=_positive_int, default=5,
-                       help="alternating repeats of each loop comparison; rates and ratios "
-                            "are medians (default 5)")
+                       help="repeats of each loop comparison, each with fresh models; the "
+                            "loops' steps alternate and the ratio is the median over all step "
+                            "pairs (default 5)")
     bench.add_argument("--json", type=_output_file,
                        help="also write the measurements to this file")
     bench.set_defaults(handler=_cmd_bench)

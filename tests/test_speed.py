@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from types import SimpleNamespace
 from unittest import mock
 
 import pytest
@@ -14,8 +13,8 @@ from torch.utils.data import TensorDataset
 from conftest import TINY
 from fetalbench.backbones import create_backbone
 from fetalbench.benchmark.speed import (
-    StepTimer,
-    compare_loops,
+    InterleavedBareLoop,
+    compare_interleaved,
     run_benchmarks,
     save_measurements,
 )
@@ -25,34 +24,40 @@ from fetalbench.methods.api import Classifier
 from fetalbench.paths import cache_dir
 
 
-def test_compare_loops_alternates_order_and_pairs_ratios_of_median_steps() -> None:
-    calls: list[str] = []
-    # seconds of each step per call; one stalled step (9.0) must not move a median
-    durations = {"ours": [[2.0, 2.0, 9.0], [4.0, 4.0, 4.0], [2.0, 9.0, 2.0]],
-                 "bare": [[1.0, 9.0, 1.0], [1.0, 1.0, 1.0], [4.0, 4.0, 4.0]]}
-
-    def timed(name: str):
-        def run() -> list[float]:
-            calls.append(name)
-            return durations[name][sum(c == name for c in calls) - 1]
-        return run
-
-    rate_ours, rate_bare, ratios = compare_loops(timed("ours"), timed("bare"), 8, 3)
-    assert calls == ["ours", "bare", "bare", "ours", "ours", "bare"]
-    assert ratios == [0.5, 0.25, 2.0]
-    assert (rate_ours, rate_bare) == (4.0, 8.0)
+def test_compare_interleaved_pools_the_pairs_of_every_repeat() -> None:
+    # seconds of (first, second) per step pair; a burst (9.0) stalls one pair
+    repeats = iter([[(2.0, 1.0), (2.0, 1.0), (9.0, 9.0)],
+                    [(1.0, 1.0), (1.0, 1.0), (1.0, 1.0)]])
+    rate_first, rate_second, ratio, per_repeat = compare_interleaved(lambda: next(repeats), 8, 2)
+    assert per_repeat == [0.5, 1.0]
+    assert ratio == 1.0  # median of 0.5, 0.5, 1, 1, 1, 1
+    assert (rate_first, rate_second) == (8 / 1.5, 8.0)
 
 
-def test_step_timer_counts_the_loops_work_between_steps() -> None:
-    timer = StepTimer(warmup=1)
-    trainer = SimpleNamespace(global_step=0)
-    for step, (start, end) in enumerate([(0.0, 1.0), (1.5, 2.0), (3.0, 4.0), (4.25, 5.0)]):
-        trainer.global_step = step
-        with mock.patch("time.perf_counter", return_value=start):
-            timer.on_train_batch_start(trainer, None, None, step)
-        with mock.patch("time.perf_counter", return_value=end):
-            timer.on_train_batch_end(trainer, None, None, None, step)
-    assert timer.step_seconds() == [1.5, 1.25, 0.75]
+class _CountingLoop:
+    """A bare loop whose step only advances a fake clock."""
+
+    def __init__(self, clock: list[float], seconds: float):
+        self.clock, self.seconds, self.made = clock, seconds, 0
+
+    def step(self) -> None:
+        self.made += 1
+        self.clock[0] += self.seconds
+
+
+def test_interleaved_bare_loop_times_each_step_between_the_bare_ones() -> None:
+    clock = [0.0]
+    bare = _CountingLoop(clock, 0.5)
+    callback = InterleavedBareLoop(bare, warmup=1)
+    with mock.patch("time.perf_counter", lambda: clock[0]):
+        for compute, between in [(1.0, 0.25), (2.0, 0.5), (3.0, 0.125), (4.0, 0.0)]:
+            callback.on_train_batch_start(None, None, None, 0)
+            clock[0] += compute
+            callback.on_train_batch_end(None, None, None, None, 0)
+            clock[0] += between  # the loop's work before the next step starts
+    # step 0 is warm-up; the last step closes no pair (its successor never starts)
+    assert callback.pairs == [(2.5, 0.5), (3.125, 0.5)]
+    assert bare.made == 4
 
 
 def test_bench_measures_every_row_in_one_process(tmp_path) -> None:

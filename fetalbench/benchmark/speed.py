@@ -1,9 +1,10 @@
 """``fetalbench bench``: the data pipeline and training loop against the bare-PyTorch limit.
 
-Everything is measured in one process, one after the other, on the machine at hand, so the
-ratios (fetalbench's loop over a bare loop written here with the same model, batch, resolution
-and precision; data pipeline over what a SimCLR step consumes) are comparable even when absolute
-numbers move with the machine's load.
+Everything is measured in one process on the machine at hand, so the ratios (fetalbench's loop
+over a bare loop written here with the same model, batch, resolution and precision; data
+pipeline over what a SimCLR step consumes) are comparable even when absolute numbers move with
+the machine's load. Two training loops are compared step by step: their steps alternate, and
+each pair of neighbouring steps gives one ratio (:func:`compare_interleaved`).
 """
 
 from __future__ import annotations
@@ -46,124 +47,146 @@ class Measurement:
     ratio_range: tuple[float, float] | None = None
 
 
-class StepTimer(pl.Callback):
-    """The wall time of each step from step ``warmup`` on: from the start of one step to the
-    start of the next (so the loop's work between steps counts), the last to its end."""
+class BareLoop:
+    """A plain PyTorch training loop (AdamW, the profile's precision and memory format,
+    contiguous batches): the limit fetalbench's loop is compared with. :meth:`step` makes one
+    step."""
 
-    def __init__(self, warmup: int):
-        self.warmup = warmup
-        self.starts: list[float] = []
-        self.finished = 0.0
+    def __init__(self, model: torch.nn.Module, loss_of: Callable[[slice], torch.Tensor],
+                 learning_rate: float, profile: Profile, batch_size: int, n_images: int):
+        if profile.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.model, self.loss_of = model.train(), loss_of
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate,
+                                           weight_decay=profile.weight_decay)
+        self.bf16 = "bf16" in profile.precision
+        self.batch_size, self.n_images = batch_size, n_images
+        self.made = 0
+
+    def step(self) -> None:
+        start = (self.made * self.batch_size) % (self.n_images - self.batch_size + 1)
+        self.made += 1
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            loss = self.loss_of(slice(start, start + self.batch_size))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+
+def _seconds(action: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def interleaved_bare_steps(first: BareLoop, second: BareLoop, warmup: int,
+                           steps: int) -> list[tuple[float, float]]:
+    """Seconds of ``steps`` pairs of steps, one step of ``first`` then one of ``second``,
+    after ``warmup`` untimed pairs."""
+    pairs = [(_seconds(first.step), _seconds(second.step)) for _ in range(warmup + steps)]
+    return pairs[warmup:]
+
+
+class InterleavedBareLoop(pl.Callback):
+    """Makes one step of a bare loop after each of fetalbench's steps, and times both.
+
+    fetalbench's step runs from the start of its batch to the start of the next one, less the
+    bare step made in between, so the loop's work between steps (the next batch's fetch, the
+    hooks) counts. A pair is complete when the next step starts: the trainer makes one step
+    more than the ``warmup`` untimed and the timed pairs.
+    """
+
+    def __init__(self, bare: BareLoop, warmup: int):
+        self.bare, self.warmup = bare, warmup
+        self.pairs: list[tuple[float, float]] = []
+        self._made = 0
+        self._started = self._bare_finished = 0.0
+        self._open: tuple[float, float] | None = None  # the last step's (ours so far, bare)
 
     def on_train_batch_start(self, trainer, module, batch, batch_index) -> None:
-        if trainer.global_step >= self.warmup:
-            self.starts.append(time.perf_counter())
+        now = time.perf_counter()
+        if self._open is not None:
+            ours, bare = self._open
+            self.pairs.append((ours + now - self._bare_finished, bare))
+            self._open = None
+        self._started = now
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_index) -> None:
-        self.finished = time.perf_counter()
-
-    def step_seconds(self) -> list[float]:
-        """Seconds of each timed step."""
-        return np.diff([*self.starts, self.finished]).tolist()
-
-
-def bare_loop_step_seconds(
-    model: torch.nn.Module,
-    loss_of: Callable[[slice], torch.Tensor],
-    learning_rate: float,
-    profile: Profile,
-    batch_size: int,
-    n_images: int,
-    warmup: int,
-    steps: int,
-) -> list[float]:
-    """Seconds of each of ``steps`` plain PyTorch steps (AdamW, the profile's precision and
-    memory format, contiguous batches), after ``warmup`` untimed ones: the limit fetalbench's
-    loop is compared with."""
-    if profile.channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate,
-                                  weight_decay=profile.weight_decay)
-    model.train()
-    starts = []
-    for index in range(warmup + steps):
-        if index >= warmup:
-            starts.append(time.perf_counter())
-        start = (index * batch_size) % (n_images - batch_size + 1)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in profile.precision):
-            loss = loss_of(slice(start, start + batch_size))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return np.diff([*starts, time.perf_counter()]).tolist()
+        ended = time.perf_counter()
+        self.bare.step()
+        self._bare_finished = time.perf_counter()
+        self._made += 1
+        if self._made > self.warmup:
+            self._open = (ended - self._started, self._bare_finished - ended)
 
 
-def _lightning_step_seconds(module: pl.LightningModule, loader, profile: Profile, warmup: int,
-                            steps: int) -> list[float]:
-    timer = StepTimer(warmup)
-    trainer = make_trainer(profile, warmup + steps, [timer], max_epochs=-1,
+def lightning_beside_bare(module: pl.LightningModule, loader, bare: BareLoop, profile: Profile,
+                          warmup: int, steps: int) -> list[tuple[float, float]]:
+    """Seconds of ``steps`` pairs of fetalbench's Lightning step and a bare step, interleaved
+    (:class:`InterleavedBareLoop`), after ``warmup`` untimed pairs."""
+    interleaved = InterleavedBareLoop(bare, warmup)
+    trainer = make_trainer(profile, warmup + steps + 1, [interleaved], max_epochs=-1,
                            enable_checkpointing=False, enable_progress_bar=False)
     trainer.fit(module, loader)
-    return timer.step_seconds()
+    return interleaved.pairs
 
 
-def compare_loops(ours: Callable[[], list[float]], bare: Callable[[], list[float]],
-                  units_per_step: int, repeats: int) -> tuple[float, float, list[float]]:
-    """Median rates of fetalbench's loop and the bare loop, and one ratio per repeat.
+def compare_interleaved(repeat: Callable[[], list[tuple[float, float]]], units_per_step: int,
+                        repeats: int) -> tuple[float, float, float, list[float]]:
+    """Two loops' rates and the first's speed over the second's, from interleaved step pairs.
 
-    Each call of a loop returns the seconds of each of its steps; its rate is ``units_per_step``
-    over the median step, so a neighbour's burst that stalls a few steps does not move it. The
-    two loops alternate, and which goes first alternates too, so drift in the machine's speed
-    (a shared VM's neighbours, frequency scaling) falls on both sides of every pair instead of
-    on one loop.
+    ``repeat`` builds both loops afresh, interleaves their steps and returns the seconds of
+    each pair. The two steps of a pair run back to back, so drift in the machine's speed (a
+    shared VM's neighbours, frequency scaling), which slows whole seconds of work at once,
+    divides out of the pair's ratio; medians keep a step stalled by a burst from moving the
+    result. Returns the median rate of each loop over all its steps, the median ratio over all
+    pairs, and the median ratio of each repeat (whose range shows how far one repeat strays).
     """
-    def rate(loop: Callable[[], list[float]]) -> float:
-        return units_per_step / float(np.median(loop()))
-
-    ours_rates, bare_rates = [], []
-    for repeat in range(repeats):
-        if repeat % 2:
-            bare_rates.append(rate(bare))
-            ours_rates.append(rate(ours))
-        else:
-            ours_rates.append(rate(ours))
-            bare_rates.append(rate(bare))
-    ratios = [o / b for o, b in zip(ours_rates, bare_rates, strict=True)]
-    return float(np.median(ours_rates)), float(np.median(bare_rates)), ratios
+    chunks = [np.asarray(repeat(), dtype=float) for _ in range(repeats)]
+    per_repeat = [float(np.median(chunk[:, 1] / chunk[:, 0])) for chunk in chunks]
+    pairs = np.concatenate(chunks)
+    return (units_per_step / float(np.median(pairs[:, 0])),
+            units_per_step / float(np.median(pairs[:, 1])),
+            float(np.median(pairs[:, 1] / pairs[:, 0])), per_repeat)
 
 
-def _step_rows(label: str, ours: Callable[[], list[float]], bare: Callable[[], list[float]],
+def _ratio_row(name: str, rate: float, reference: str, ratio: float,
+               per_repeat: list[float]) -> Measurement:
+    return Measurement(name, rate, reference, ratio, (min(per_repeat), max(per_repeat)))
+
+
+def _step_rows(label: str, repeat: Callable[[], list[tuple[float, float]]],
                units_per_step: int, repeats: int) -> tuple[Measurement, Measurement]:
-    rate_ours, rate_bare, ratios = compare_loops(ours, bare, units_per_step, repeats)
-    return (Measurement(f"{label}, fetalbench (Lightning)", rate_ours, "bare PyTorch loop",
-                        float(np.median(ratios)), (min(ratios), max(ratios))),
+    rate_ours, rate_bare, ratio, per_repeat = compare_interleaved(repeat, units_per_step,
+                                                                  repeats)
+    return (_ratio_row(f"{label}, fetalbench (Lightning)", rate_ours, "bare PyTorch loop",
+                       ratio, per_repeat),
             Measurement(f"{label}, bare PyTorch loop", rate_bare))
 
 
 def supervised_step(profile: Profile, images: torch.Tensor, labels: torch.Tensor, warmup: int,
                     steps: int, repeats: int) -> tuple[Measurement, Measurement]:
-    """fetalbench's supervised step (Lightning) and the same step in a bare loop."""
+    """fetalbench's supervised step (Lightning) against the same step in a bare loop."""
     n = profile.batch_size
-    classes = int(labels.max()) + 1
+    new_bare = bare_supervised(profile, images, labels)
 
-    def ours() -> list[float]:
+    def repeat() -> list[tuple[float, float]]:
         pl.seed_everything(0, verbose=False)
-        classifier = Classifier(create_backbone(profile.backbone, "imagenet"), classes)
+        classifier = Classifier(create_backbone(profile.backbone, "imagenet"),
+                                int(labels.max()) + 1)
         module = SupervisedModule(classifier, profile, freeze_backbone=False)
         loader = {"labelled": batches(TensorDataset(images, labels), n)}
-        return _lightning_step_seconds(module, loader, profile, warmup, steps)
+        return lightning_beside_bare(module, loader, new_bare(), profile, warmup, steps)
 
-    bare = bare_supervised(profile, images, labels, warmup, steps)
-    return _step_rows("supervised step (img/s)", ours, bare, n, repeats)
+    return _step_rows("supervised step (img/s)", repeat, n, repeats)
 
 
-def bare_supervised(profile: Profile, images: torch.Tensor, labels: torch.Tensor, warmup: int,
-                    steps: int) -> Callable[[], list[float]]:
-    """The bare-loop supervised steps' seconds at ``profile``'s settings, from a fresh model."""
+def bare_supervised(profile: Profile, images: torch.Tensor,
+                    labels: torch.Tensor) -> Callable[[], BareLoop]:
+    """A maker of fresh bare loops of the supervised step at ``profile``'s settings."""
     classes = int(labels.max()) + 1
 
-    def seconds() -> list[float]:
-        pl.seed_everything(0, verbose=False)
+    def new() -> BareLoop:
         model = Classifier(create_backbone(profile.backbone, "imagenet"), classes)
         augment = UltrasoundAugment(LIGHT)
 
@@ -171,45 +194,52 @@ def bare_supervised(profile: Profile, images: torch.Tensor, labels: torch.Tensor
             batch = to_float(images[index], profile.channels_last)
             return F.cross_entropy(model(augment(batch)), labels[index])
 
-        return bare_loop_step_seconds(model, loss, profile.learning_rate, profile,
-                                      profile.batch_size, len(images), warmup, steps)
+        return BareLoop(model, loss, profile.learning_rate, profile, profile.batch_size,
+                        len(images))
 
-    return seconds
+    return new
+
+
+def _bare_pairs(first: Callable[[], BareLoop], second: Callable[[], BareLoop], warmup: int,
+                steps: int) -> Callable[[], list[tuple[float, float]]]:
+    def repeat() -> list[tuple[float, float]]:
+        pl.seed_everything(0, verbose=False)
+        return interleaved_bare_steps(first(), second(), warmup, steps)
+
+    return repeat
 
 
 def noise_floor(profile: Profile, images: torch.Tensor, labels: torch.Tensor, warmup: int,
                 steps: int, repeats: int) -> Measurement:
-    """The bare supervised loop compared with itself, paired as the loop comparisons are: the
-    spread of ratios that the machine's noise alone produces, to read the other ratios by."""
-    bare = bare_supervised(profile, images, labels, warmup, steps)
-    rate, _, ratios = compare_loops(bare, bare, profile.batch_size, repeats)
-    return Measurement("supervised step (img/s), bare loop against itself (noise floor)", rate,
-                       "bare PyTorch loop", float(np.median(ratios)),
-                       (min(ratios), max(ratios)))
+    """The bare supervised loop against a second copy of itself, interleaved as the loop
+    comparisons are: the ratio that the machine's noise alone produces, to read them by."""
+    new_bare = bare_supervised(profile, images, labels)
+    rate, _, ratio, per_repeat = compare_interleaved(
+        _bare_pairs(new_bare, new_bare, warmup, steps), profile.batch_size, repeats)
+    return _ratio_row("supervised step (img/s), bare loop against itself (noise floor)", rate,
+                      "bare PyTorch loop", ratio, per_repeat)
 
 
 def simclr_step(profile: Profile, images: torch.Tensor, warmup: int, steps: int,
                 repeats: int) -> tuple[Measurement, Measurement]:
-    """fetalbench's SimCLR pre-training step and the same step in a bare loop (two views)."""
+    """fetalbench's SimCLR pre-training step against the same step in a bare loop (two views)."""
     n = profile.pretrain_batch_size
+    new_bare = bare_simclr(profile, images)
 
-    def ours() -> list[float]:
+    def repeat() -> list[tuple[float, float]]:
         pl.seed_everything(0, verbose=False)
         objective = SimCLR(create_backbone(profile.backbone, "imagenet"), SimCLRSettings())
         module = PretrainModule(objective, profile)
-        return _lightning_step_seconds(module, batches(TensorDataset(images), n), profile,
-                                       warmup, steps)
+        return lightning_beside_bare(module, batches(TensorDataset(images), n), new_bare(),
+                                     profile, warmup, steps)
 
-    bare = bare_simclr(profile, images, warmup, steps)
-    return _step_rows("SimCLR step (views/s)", ours, bare, 2 * n, repeats)
+    return _step_rows("SimCLR step (views/s)", repeat, 2 * n, repeats)
 
 
-def bare_simclr(profile: Profile, images: torch.Tensor, warmup: int,
-                steps: int) -> Callable[[], list[float]]:
-    """The bare-loop SimCLR steps' seconds at ``profile``'s settings, from a fresh model."""
+def bare_simclr(profile: Profile, images: torch.Tensor) -> Callable[[], BareLoop]:
+    """A maker of fresh bare loops of the SimCLR step at ``profile``'s settings."""
 
-    def seconds() -> list[float]:
-        pl.seed_everything(0, verbose=False)
+    def new() -> BareLoop:
         model = SimCLR(create_backbone(profile.backbone, "imagenet"), SimCLRSettings())
         augment = UltrasoundAugment(STRONG)
 
@@ -217,24 +247,23 @@ def bare_simclr(profile: Profile, images: torch.Tensor, warmup: int,
             batch = to_float(images[index], profile.channels_last)
             return model.loss(augment(batch), augment(batch), 0.0)
 
-        return bare_loop_step_seconds(model, loss, profile.pretrain_learning_rate, profile,
-                                      profile.pretrain_batch_size, len(images), warmup, steps)
+        return BareLoop(model, loss, profile.pretrain_learning_rate, profile,
+                        profile.pretrain_batch_size, len(images))
 
-    return seconds
+    return new
 
 
 def setting_gain(profile: Profile, setting: str, value: object, images: torch.Tensor,
                  warmup: int, steps: int, repeats: int) -> Measurement:
-    """The bare SimCLR step with one profile setting changed to ``value``, against the profile
-    as it is: the evidence for the profile's choice of ``channels_last`` or ``precision`` on the
-    machine at hand."""
+    """The bare SimCLR step with one profile setting changed to ``value``, interleaved with the
+    step of the profile as it is: the evidence for the profile's choice of ``channels_last`` or
+    ``precision`` on the machine at hand."""
     changed = replace(profile, **{setting: value})
-    rate, _, ratios = compare_loops(bare_simclr(changed, images, warmup, steps),
-                                    bare_simclr(profile, images, warmup, steps),
-                                    2 * profile.pretrain_batch_size, repeats)
-    return Measurement(f"SimCLR step (views/s), bare loop, {setting} {value}", rate,
-                       f"{setting} {getattr(profile, setting)}", float(np.median(ratios)),
-                       (min(ratios), max(ratios)))
+    rate, _, ratio, per_repeat = compare_interleaved(
+        _bare_pairs(bare_simclr(changed, images), bare_simclr(profile, images), warmup, steps),
+        2 * profile.pretrain_batch_size, repeats)
+    return _ratio_row(f"SimCLR step (views/s), bare loop, {setting} {value}", rate,
+                      f"{setting} {getattr(profile, setting)}", ratio, per_repeat)
 
 
 def data_pipeline(profile: Profile, images: torch.Tensor, batches_to_time: int) -> Measurement:
