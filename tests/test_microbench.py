@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from conftest import REAL_IMAGES, TINY
 from fetalbench.augment import LIGHT, STRONG, UltrasoundAugment
 from fetalbench.datasets import image_cache
-from fetalbench.engine import batches, to_float
+from fetalbench.engine import InMemoryDataset, batches, to_float
 
 IMAGES, BATCH, SIDE = 512, 64, 64
 
@@ -50,6 +50,26 @@ def test_batch_fetch_per_image_collate(benchmark, uint8_images) -> None:
     epoch = benchmark(_epoch, loader)
     images, _ = epoch[0]
     assert len(epoch) == IMAGES // BATCH and images.shape == (BATCH, 1, SIDE, SIDE)
+
+
+def _as_fetched(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return batch
+
+
+@pytest.mark.benchmark(group="batch fetch")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batch_fetch_in_worker_processes(benchmark, uint8_images, workers) -> None:
+    """fetalbench's loader with DataLoader worker processes instead of none: persistent, and
+    warmed up by one pass, so only their per-batch cost (a batch pickled across processes)
+    counts, not their start-up."""
+    indices = torch.arange(IMAGES)
+    loader = DataLoader(InMemoryDataset(uint8_images, indices), batch_size=BATCH, shuffle=True,
+                        drop_last=True, collate_fn=_as_fetched, num_workers=workers,
+                        persistent_workers=True)
+    epoch = benchmark.pedantic(_epoch, (loader,), rounds=20, warmup_rounds=1)
+    images, batch_indices = epoch[0]
+    assert len(epoch) == IMAGES // BATCH
+    assert torch.equal(images, uint8_images[batch_indices])
 
 
 @pytest.mark.benchmark(group="augmentation")
