@@ -13,6 +13,7 @@ from torch.utils.data import TensorDataset
 from conftest import TINY
 from fetalbench.backbones import create_backbone
 from fetalbench.benchmark.speed import (
+    BareLoop,
     InterleavedBareLoop,
     compare_interleaved,
     run_benchmarks,
@@ -39,6 +40,7 @@ class _CountingLoop:
 
     def __init__(self, clock: list[float], seconds: float):
         self.clock, self.seconds, self.made = clock, seconds, 0
+        self.device = torch.device("cpu")
 
     def step(self) -> None:
         self.made += 1
@@ -58,6 +60,23 @@ def test_interleaved_bare_loop_times_each_step_between_the_bare_ones() -> None:
     # step 0 is warm-up; the last step closes no pair (its successor never starts)
     assert callback.pairs == [(2.5, 0.5), (3.125, 0.5)]
     assert bare.made == 4
+
+
+def test_bare_loop_steps_through_contiguous_batches_and_trains() -> None:
+    images, labels = torch.arange(10.0).unsqueeze(1), torch.arange(10)
+    model, seen = torch.nn.Linear(1, 10), []
+
+    def loss(batch: torch.Tensor, batch_labels: torch.Tensor) -> torch.Tensor:
+        seen.append(batch_labels.tolist())
+        return torch.nn.functional.cross_entropy(model(batch), batch_labels)
+
+    before = model.weight.detach().clone()
+    loop = BareLoop(model, loss, (images, labels), 0.1, TINY, 4, torch.device("cpu"))
+    for _ in range(4):
+        loop.step()
+    # batches start at 0, 4, then 8 and 12 wrap over the 7 starts a full batch can take
+    assert seen == [[0, 1, 2, 3], [4, 5, 6, 7], [1, 2, 3, 4], [5, 6, 7, 8]]
+    assert not torch.equal(model.weight, before)
 
 
 def test_bench_measures_every_row_in_one_process(tmp_path) -> None:

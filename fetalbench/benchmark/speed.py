@@ -47,35 +47,59 @@ class Measurement:
     ratio_range: tuple[float, float] | None = None
 
 
+def training_device() -> torch.device:
+    """The device Lightning's ``accelerator="auto"`` trains on: a CUDA GPU, else Apple's MPS,
+    else the CPU. The bare loops run there too."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a no-op on the CPU), so a clock read after it
+    times the work, not its queueing."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 class BareLoop:
     """A plain PyTorch training loop (AdamW, the profile's precision and memory format,
-    contiguous batches): the limit fetalbench's loop is compared with. :meth:`step` makes one
-    step."""
+    contiguous batches of ``tensors`` moved to ``device`` each step): the limit fetalbench's loop
+    is compared with. :meth:`step` makes one step; ``loss_of`` takes the batch's tensors."""
 
-    def __init__(self, model: torch.nn.Module, loss_of: Callable[[slice], torch.Tensor],
-                 learning_rate: float, profile: Profile, batch_size: int, n_images: int):
+    def __init__(self, model: torch.nn.Module, loss_of: Callable[..., torch.Tensor],
+                 tensors: tuple[torch.Tensor, ...], learning_rate: float, profile: Profile,
+                 batch_size: int, device: torch.device):
+        model.to(device)
         if profile.channels_last:
             model.to(memory_format=torch.channels_last)
-        self.model, self.loss_of = model.train(), loss_of
+        self.model, self.loss_of, self.tensors = model.train(), loss_of, tensors
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate,
                                            weight_decay=profile.weight_decay)
         self.bf16 = "bf16" in profile.precision
-        self.batch_size, self.n_images = batch_size, n_images
+        self.batch_size, self.device = batch_size, device
         self.made = 0
 
     def step(self) -> None:
-        start = (self.made * self.batch_size) % (self.n_images - self.batch_size + 1)
+        start = (self.made * self.batch_size) % (len(self.tensors[0]) - self.batch_size + 1)
         self.made += 1
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            loss = self.loss_of(slice(start, start + self.batch_size))
+        batch = [t[start : start + self.batch_size].to(self.device, non_blocking=True)
+                 for t in self.tensors]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            loss = self.loss_of(*batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
 
 
-def _seconds(action: Callable[[], None]) -> float:
+def _seconds(loop: BareLoop) -> float:
     started = time.perf_counter()
-    action()
+    loop.step()
+    synchronize(loop.device)
     return time.perf_counter() - started
 
 
@@ -83,7 +107,7 @@ def interleaved_bare_steps(first: BareLoop, second: BareLoop, warmup: int,
                            steps: int) -> list[tuple[float, float]]:
     """Seconds of ``steps`` pairs of steps, one step of ``first`` then one of ``second``,
     after ``warmup`` untimed pairs."""
-    pairs = [(_seconds(first.step), _seconds(second.step)) for _ in range(warmup + steps)]
+    pairs = [(_seconds(first), _seconds(second)) for _ in range(warmup + steps)]
     return pairs[warmup:]
 
 
@@ -104,6 +128,7 @@ class InterleavedBareLoop(pl.Callback):
         self._open: tuple[float, float] | None = None  # the last step's (ours so far, bare)
 
     def on_train_batch_start(self, trainer, module, batch, batch_index) -> None:
+        synchronize(self.bare.device)
         now = time.perf_counter()
         if self._open is not None:
             ours, bare = self._open
@@ -112,8 +137,10 @@ class InterleavedBareLoop(pl.Callback):
         self._started = now
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_index) -> None:
+        synchronize(self.bare.device)
         ended = time.perf_counter()
         self.bare.step()
+        synchronize(self.bare.device)
         self._bare_finished = time.perf_counter()
         self._made += 1
         if self._made > self.warmup:
@@ -190,12 +217,12 @@ def bare_supervised(profile: Profile, images: torch.Tensor,
         model = Classifier(create_backbone(profile.backbone, "imagenet"), classes)
         augment = UltrasoundAugment(LIGHT)
 
-        def loss(index: slice) -> torch.Tensor:
-            batch = to_float(images[index], profile.channels_last)
-            return F.cross_entropy(model(augment(batch)), labels[index])
+        def loss(batch: torch.Tensor, batch_labels: torch.Tensor) -> torch.Tensor:
+            views = augment(to_float(batch, profile.channels_last))
+            return F.cross_entropy(model(views), batch_labels)
 
-        return BareLoop(model, loss, profile.learning_rate, profile, profile.batch_size,
-                        len(images))
+        return BareLoop(model, loss, (images, labels), profile.learning_rate, profile,
+                        profile.batch_size, training_device())
 
     return new
 
@@ -243,12 +270,12 @@ def bare_simclr(profile: Profile, images: torch.Tensor) -> Callable[[], BareLoop
         model = SimCLR(create_backbone(profile.backbone, "imagenet"), SimCLRSettings())
         augment = UltrasoundAugment(STRONG)
 
-        def loss(index: slice) -> torch.Tensor:
-            batch = to_float(images[index], profile.channels_last)
-            return model.loss(augment(batch), augment(batch), 0.0)
+        def loss(batch: torch.Tensor) -> torch.Tensor:
+            floats = to_float(batch, profile.channels_last)
+            return model.loss(augment(floats), augment(floats), 0.0)
 
-        return BareLoop(model, loss, profile.pretrain_learning_rate, profile,
-                        profile.pretrain_batch_size, len(images))
+        return BareLoop(model, loss, (images,), profile.pretrain_learning_rate, profile,
+                        profile.pretrain_batch_size, training_device())
 
     return new
 
@@ -267,17 +294,19 @@ def setting_gain(profile: Profile, setting: str, value: object, images: torch.Te
 
 
 def data_pipeline(profile: Profile, images: torch.Tensor, batches_to_time: int) -> Measurement:
-    """Uint8 batches from the DataLoader to two float augmented views, as pre-training sees them."""
+    """Uint8 batches from the DataLoader to two float augmented views on the training device,
+    as pre-training sees them."""
     loader = batches(TensorDataset(images), profile.pretrain_batch_size)
-    augment = UltrasoundAugment(STRONG)
+    augment, device = UltrasoundAugment(STRONG), training_device()
     started, delivered = time.perf_counter(), 0
     while delivered < batches_to_time:
         for (batch,) in loader:
-            floats = to_float(batch, profile.channels_last)
+            floats = to_float(batch.to(device, non_blocking=True), profile.channels_last)
             augment(floats), augment(floats)
             delivered += 1
             if delivered == batches_to_time:
                 break
+    synchronize(device)
     seconds = time.perf_counter() - started
     return Measurement("data pipeline: loader + two strong views (views/s)",
                        2 * profile.pretrain_batch_size * batches_to_time / seconds)
@@ -343,8 +372,8 @@ def format_measurements(rows: list[Measurement], profile: Profile) -> str:
     """The benchmark table."""
     header = (f"profile {profile.name}: {profile.backbone} at {profile.resolution}px, batch "
               f"{profile.batch_size} (SSL {profile.pretrain_batch_size}), precision "
-              f"{profile.precision}, channels_last {profile.channels_last}, "
-              f"{torch.get_num_threads()} threads")
+              f"{profile.precision}, channels_last {profile.channels_last}, on "
+              f"{training_device().type} with {torch.get_num_threads()} CPU threads")
     table = tabulate(
         [(r.name, f"{r.images_per_second:,.1f}", r.reference,
           "" if r.ratio is None else f"{r.ratio:.3f}",
