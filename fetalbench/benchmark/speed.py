@@ -74,10 +74,10 @@ class BareLoop:
     def __init__(self, model: torch.nn.Module, loss_of: Callable[..., torch.Tensor],
                  tensors: tuple[torch.Tensor, ...], learning_rate: float, profile: Profile,
                  batch_size: int, device: torch.device):
-        model.to(device)
+        model.to(device).train()
         if profile.channels_last:
             model.to(memory_format=torch.channels_last)
-        self.model, self.loss_of, self.tensors = model.train(), loss_of, tensors
+        self.loss_of, self.tensors = loss_of, tensors
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate,
                                            weight_decay=profile.weight_decay)
         self.bf16 = "bf16" in profile.precision
