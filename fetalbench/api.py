@@ -31,11 +31,14 @@ Register it with the decorator :func:`register_method`::
 **A self-supervised objective** is an :class:`Objective` subclass: it owns the backbone and its
 heads, and returns a loss from two views of an unlabelled batch (``loss(view_a, view_b,
 progress)``; views are :class:`UltrasoundAugment` ``STRONG`` views in [0, 1]).
-``register_two_stage(name, objective_class, settings_by_profile, summary)`` registers ``name``
+``register_two_stage(name, objective_class, settings, summary)`` registers ``name``
 (random init) and ``name_imagenet`` (ImageNet init): pre-training on the unlabelled pool, cached
 and shared by every label fraction, then the downstream protocol with :func:`fit_classifier`.
-``settings_by_profile`` maps profile names to a frozen dataclass of settings (``"quick"`` is
-required: it is the fallback for profiles not listed).
+``settings`` is a rule ``(profile, pool_size) -> settings`` returning a frozen dataclass, or a
+mapping from profile names to settings (``"quick"`` is required: it is the fallback for profiles
+not listed). Set the objective's ``version`` class attribute and bump it when its code changes
+what it trains: it is part of the cached stage's key. Override ``after_backward(progress)`` to
+drop the gradients of parameters frozen for part of training.
 
 **A task** is a :class:`Task` (a catalog label column and its classes) added with
 :func:`register_task`.

@@ -288,7 +288,7 @@ def tiny_context(cache_root: Path, log: list[str]) -> MethodContext:
 
 
 def stage_files(context: MethodContext) -> tuple[dict, Path, Path]:
-    key = pretraining_key(context, "simclr", "random", SimCLRSettings())
+    key = pretraining_key(context, "simclr", "random", SimCLRSettings(), SimCLR.version)
     return key, *checkpoint_paths(context.cache_root, key)
 
 

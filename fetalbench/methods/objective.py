@@ -23,10 +23,13 @@ class Objective(nn.Module):
     """Base class: subclasses set ``paper`` and implement :meth:`loss`.
 
     ``settings`` is a frozen dataclass of the method's hyperparameters; it is written into the
-    record and into the key of the cached pre-training checkpoint.
+    record and into the key of the cached pre-training checkpoint. ``version`` is in that key
+    too: bump it with any change to the objective's code that changes what it trains, so stages
+    trained by the old code are not reused.
     """
 
     paper: ClassVar[str]
+    version: ClassVar[int] = 1
 
     def __init__(self, backbone: GrayscaleBackbone, settings: object):
         super().__init__()
@@ -35,6 +38,12 @@ class Objective(nn.Module):
 
     def loss(self, view_a: torch.Tensor, view_b: torch.Tensor, progress: float) -> torch.Tensor:
         raise NotImplementedError
+
+    def after_backward(self, progress: float) -> None:
+        """Called after each backward pass, before the optimiser step (and after DDP has
+        reduced the gradients): the place to drop gradients of parameters frozen for part of
+        training. Toggling ``requires_grad`` instead would break DDP, which expects a gradient
+        for every parameter it was built with."""
 
 
 def momentum_copy(module: nn.Module) -> nn.Module:

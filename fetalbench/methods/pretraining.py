@@ -50,21 +50,31 @@ from fetalbench.methods.objective import Objective
 from fetalbench.profiles import Profile
 
 
+PRETRAINING_AUGMENT = STRONG
+"""The views every pre-training stage learns from; part of the stage's key."""
+
+
 class PretrainModule(ProfiledModule):
     """Two strongly augmented views of each unlabelled batch, fed to an objective."""
 
     def __init__(self, objective: Objective, profile: Profile):
         super().__init__(profile)
         self.objective = objective
-        self.augment = UltrasoundAugment(STRONG)
+        self.augment = UltrasoundAugment(PRETRAINING_AUGMENT)
+
+    def progress(self) -> float:
+        """How far pre-training is, in [0, 1): the share of its steps already taken."""
+        return self.global_step / max(1, self.trainer.max_steps)
 
     def training_step(self, batch: tuple[torch.Tensor], _: int) -> torch.Tensor:
         (images,) = batch
         images = to_float(images, self.profile.channels_last)
-        progress = self.global_step / max(1, self.trainer.max_steps)
-        loss = self.objective.loss(self.augment(images), self.augment(images), progress)
+        loss = self.objective.loss(self.augment(images), self.augment(images), self.progress())
         self.log("ssl_loss", loss, prog_bar=True)
         return loss
+
+    def on_after_backward(self) -> None:
+        self.objective.after_backward(self.progress())
 
     def configure_optimizers(self):
         parameters = [p for p in self.objective.parameters() if p.requires_grad]
@@ -84,17 +94,20 @@ FINE_TUNING_ONLY = frozenset({"name", "batch_size", "downstream_steps", "validat
 
 
 def pretraining_key(context: MethodContext, objective_name: str, init: str,
-                    settings: object) -> dict:
+                    settings: object, objective_version: int) -> dict:
     """Everything the pre-trained backbone depends on (not fraction, not protocol).
 
     The profile enters by exclusion: every field but :data:`FINE_TUNING_ONLY`, so a setting
     added to :class:`~fetalbench.profiles.Profile` later (as ``channels_last`` once was missed,
     whose other convolution kernels round differently) separates stages by default instead of
-    reusing a stage trained otherwise.
+    reusing a stage trained otherwise. The augmentation settings and the objective's
+    ``version`` are in the key, so editing the views or an objective's code trains anew.
     """
     profile = {k: v for k, v in asdict(context.profile).items() if k not in FINE_TUNING_ONLY}
-    return {
+    key = {
         "objective": objective_name,
+        "objective_version": objective_version,
+        "augment": asdict(PRETRAINING_AUGMENT),
         "init": init,
         "task": context.task,
         "dataset_fingerprint": context.dataset_fingerprint,
@@ -103,6 +116,7 @@ def pretraining_key(context: MethodContext, objective_name: str, init: str,
         "settings": asdict(settings),
         "profile": profile,
     }
+    return json.loads(json.dumps(key))  # as its sidecar reads it back: tuples become lists
 
 
 def checkpoint_paths(cache_root: Path, key: dict) -> tuple[Path, Path]:
@@ -189,7 +203,7 @@ def pretrain_backbone(
     """The pre-trained backbone of this run's group, from the cache or trained now."""
     pl.seed_everything(context.seed, workers=True, verbose=False)
     backbone = create_backbone(context.profile.backbone, init)
-    key = pretraining_key(context, name, init, settings)
+    key = pretraining_key(context, name, init, settings, objective_class.version)
     weights_path, _ = checkpoint_paths(context.cache_root, key)
     # DDP ranks other than 0 must not wait for the lock: rank 0 holds it while they train beside it
     lock = (stage_lock(weights_path, context.log)
@@ -229,33 +243,51 @@ def _cached_or_trained(
                       **result}
 
 
+SettingsRule = Callable[[Profile, int], object]
+"""Settings of an objective for a profile and an unlabelled pool of that many images."""
+
+
+def settings_rule(settings: Mapping[str, object] | SettingsRule) -> SettingsRule:
+    """``settings`` as a rule: a callable is one; a mapping from profile names to settings
+    (``"quick"`` required, the fallback for profiles it does not list) ignores the pool."""
+    if callable(settings):
+        return settings
+    by_profile = dict(settings)
+    return lambda profile, _pool: by_profile.get(profile.name, by_profile["quick"])
+
+
 def register_two_stage(
     name: str,
     objective_class: type[Objective],
-    settings_by_profile: Mapping[str, object],
+    settings: Mapping[str, object] | SettingsRule,
     summary: str,
 ) -> None:
     """Register ``name`` (random init) and ``name_imagenet`` (ImageNet init) for an objective.
 
     Both pre-train with the objective on the unlabelled pool, then run the downstream protocol
-    (fine-tune, or linear probe on the frozen backbone) on the labelled fraction.
+    (fine-tune, or linear probe on the frozen backbone) on the labelled fraction. ``settings``
+    is a rule ``(profile, pool_size) -> settings`` (sizes such as a support set or a number of
+    prototypes depend on the pool), or a mapping from profile names to settings.
     """
+    rule = settings_rule(settings)
     for init in ("random", "imagenet"):
         method_name = name if init == "random" else f"{name}_imagenet"
-        train = _two_stage_trainer(name, objective_class, settings_by_profile, init)
+        train = _two_stage_trainer(name, objective_class, rule, init)
         train.__module__ = objective_class.__module__
         register_method(method_name, f"{summary}; {init} init", pretrains=True)(train)
 
 
 def _two_stage_trainer(
-    name: str, objective_class: type[Objective], settings_by_profile: Mapping[str, object],
-    init: str,
+    name: str, objective_class: type[Objective], rule: SettingsRule, init: str,
 ) -> Callable[[MethodContext], MethodResult]:
     def train(context: MethodContext) -> MethodResult:
-        settings = settings_by_profile.get(context.profile.name, settings_by_profile["quick"])
+        settings = rule(context.profile, len(context.data.unlabelled_images))
         backbone, pretraining = pretrain_backbone(
             context, name, objective_class, settings, init
         )
+        # the head starts from the seed alone, not from whatever pre-training (or loading it
+        # from the cache instead) left in the random generator
+        pl.seed_everything(context.seed, workers=True, verbose=False)
         classifier = Classifier(backbone, len(context.data.classes))
         downstream = fit_classifier(context, classifier, context.protocol == "linear")
         notes = {"init": init, "weights": backbone.weights_source, "objective": name,
