@@ -49,7 +49,6 @@ from fetalbench.methods.api import Classifier, MethodContext, MethodResult, regi
 from fetalbench.methods.objective import Objective
 from fetalbench.profiles import Profile
 
-
 PRETRAINING_AUGMENT = STRONG
 """The views every pre-training stage learns from; part of the stage's key."""
 
