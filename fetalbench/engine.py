@@ -180,7 +180,8 @@ class SupervisedModule(ProfiledModule):
         self.log("val_macro_f1", macro_f1(labels, predictions, n_classes), prog_bar=True)
 
     def configure_optimizers(self):
-        parameters = [p for p in self.classifier.parameters() if p.requires_grad]
+        # every trainable parameter of the module: a subclass's extra heads learn too
+        parameters = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
             parameters, lr=self.profile.learning_rate, weight_decay=self.profile.weight_decay
         )

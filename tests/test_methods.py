@@ -1,4 +1,4 @@
-"""Every registered method trains: finite losses, weights that move; pre-training is reused."""
+"""Every registered method trains what it means to train; pre-training is reused and reproducible."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytorch_lightning as pl
 import torch
 
 from conftest import TINY
-from fetalbench.backbones import create_backbone
 from fetalbench.methods import METHODS
 from fetalbench.methods.api import MethodContext, TaskData
 from fetalbench.run import RunRequest, execute_run
@@ -44,23 +43,113 @@ def test_at_least_fourteen_methods_with_descriptions() -> None:
     assert all(METHODS.get(name).description for name in names)
 
 
-@pytest.mark.parametrize("method", METHODS.names())
-def test_one_step_of_every_method(method: str, tmp_path: Path) -> None:
-    init = "imagenet" if method.endswith("imagenet") else "random"
+class TrainingAudit(pl.Callback):
+    """Watches every ``Trainer.fit``: which parameters require gradients, which the optimiser
+    holds, which got a gradient (and a non-zero one) before an optimiser step, and the module's
+    whole state (parameters and buffers) at the start and the end."""
+
+    def __init__(self, fits: list[dict]):
+        self.fits = fits
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        held = {id(p) for optimizer in trainer.optimizers for group in optimizer.param_groups
+                for p in group["params"]}
+        trainable = [name for name, p in module.named_parameters() if p.requires_grad]
+        self.fits.append({
+            "module": module,
+            "trainable": trainable,
+            "not_optimised": [name for name, p in module.named_parameters()
+                              if p.requires_grad and id(p) not in held],
+            "before": {k: v.detach().clone() for k, v in module.state_dict().items()},
+            "got_gradient": set(),
+            "got_nonzero_gradient": set(),
+        })
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, module: pl.LightningModule,
+                                 optimizer: torch.optim.Optimizer) -> None:
+        fit = self.fits[-1]
+        for name, p in module.named_parameters():
+            if p.requires_grad and p.grad is not None:
+                fit["got_gradient"].add(name)
+                if bool(p.grad.ne(0).any()):
+                    fit["got_nonzero_gradient"].add(name)
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.fits[-1]["after"] = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.fixture
+def audited_fits(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Every trainer built during the test gets a :class:`TrainingAudit`."""
+    fits: list[dict] = []
+    original = pl.Trainer.__init__
+
+    def audited(self, *args, callbacks=None, **kwargs):
+        original(self, *args, callbacks=[*(callbacks or []), TrainingAudit(fits)], **kwargs)
+
+    monkeypatch.setattr(pl.Trainer, "__init__", audited)
+    return fits
+
+
+AUDIT = dataclasses.replace(ONE_STEP, name="audit", downstream_steps=4, validations=2,
+                            batch_size=2, pretrain_steps=3)
+"""Validation after step 2 of an epoch of 4 batches (a frozen backbone must stay in evaluation
+mode across a mid-epoch validation); 3 pre-training steps, so parameters frozen for the first
+steps (SwAV's prototypes) must also move."""
+
+
+@pytest.mark.parametrize(("method", "protocol"), [
+    (name, protocol) for name in METHODS.names() for protocol in METHODS.get(name).protocols
+])
+def test_every_method_trains_what_it_means_to_and_nothing_else(
+    method: str, protocol: str, audited_fits: list[dict], tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Every fit of the method puts every parameter that requires a gradient in its optimiser,
+    each one gets a gradient, and each whose gradient is ever non-zero moves (a BatchNorm shift
+    that the next training-mode BatchNorm subtracts again has an exactly zero gradient, e.g. at
+    1x1 feature maps); under the linear protocol the backbone's weights and BatchNorm statistics
+    are left as the downstream stage found them."""
+    cache = tmp_path_factory.getbasetemp() / f"audit-cache-{method}"  # the protocols share a stage
+    context = dataclasses.replace(tiny_context(method, cache), profile=AUDIT, protocol=protocol)
     pl.seed_everything(0, verbose=False)
-    start = {name: p.detach().clone()
-             for name, p in create_backbone(ONE_STEP.backbone, init).named_parameters()}
-    pl.seed_everything(0, verbose=False)
-    result = METHODS.get(method).train(tiny_context(method, tmp_path))
-    notes = result.notes
-    assert math.isfinite(notes["final_train_loss"])
-    if "pretraining" in notes:
-        assert math.isfinite(notes["pretraining"]["final_loss"])
-        assert notes["pretraining"]["reused"] is False
-    end = dict(result.classifier.backbone.named_parameters())
-    moved = [name for name, tensor in end.items() if not torch.equal(tensor, start[name])]
-    assert moved, f"{method}: no backbone weight changed"
-    assert notes["init"] == init
+    result = METHODS.get(method).train(context)
+    assert math.isfinite(result.notes["final_train_loss"])
+    assert result.notes["init"] == ("imagenet" if method.endswith("imagenet") else "random")
+    assert audited_fits, f"{method}: no Lightning fit was audited"
+    for fit in audited_fits:
+        kind = type(fit["module"]).__name__
+        assert not fit["not_optimised"], f"{method} {kind}: not optimised {fit['not_optimised']}"
+        no_gradient = [name for name in fit["trainable"] if name not in fit["got_gradient"]]
+        assert not no_gradient, f"{method} {kind}: trainable but never a gradient {no_gradient}"
+        unmoved = [name for name in fit["got_nonzero_gradient"]
+                   if torch.equal(fit["before"][name], fit["after"][name])]
+        assert not unmoved, f"{method} {kind}: a gradient but unchanged {unmoved}"
+        assert len(fit["got_nonzero_gradient"]) > 0.9 * len(fit["trainable"]), kind
+    downstream = audited_fits[-1]
+    if protocol == "linear":
+        backbone = [k for k in downstream["before"] if k.startswith("classifier.backbone.")]
+        assert any("running_mean" in k for k in backbone)
+        changed = [k for k in backbone
+                   if not torch.equal(downstream["before"][k], downstream["after"][k])]
+        assert not changed, f"{method}: the linear protocol changed the backbone: {changed}"
+        assert downstream["trainable"] == ["classifier.head.weight", "classifier.head.bias"]
+
+
+def test_a_two_stage_head_starts_the_same_whether_its_stage_is_trained_or_loaded(
+    real_subset_root: Path, tmp_path: Path
+) -> None:
+    """A group's first fraction with an empty cache, then again with ``force`` against the
+    cached stage: the records' metrics and selection are identical."""
+    request = RunRequest(method="simclr", task="planes", dataset="fetal_planes_db",
+                         data_root=real_subset_root, fraction=0.25, profile="tiny")
+    cache = tmp_path / "cache"
+    trained = execute_run(request, tmp_path / "out", cache, log=lambda _: None).record
+    loaded = execute_run(request, tmp_path / "out", cache, log=lambda _: None, force=True).record
+    assert trained["method_notes"]["pretraining"]["reused"] is False
+    assert loaded["method_notes"]["pretraining"]["reused"] is True
+    assert loaded["metrics"] == trained["metrics"]
+    for note in ("best_step", "best_validation_macro_f1", "final_train_loss"):
+        assert loaded["method_notes"][note] == trained["method_notes"][note]
 
 
 def test_pretraining_is_reused_across_fractions(real_subset_root: Path, tmp_path: Path) -> None:

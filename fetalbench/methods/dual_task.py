@@ -1,16 +1,24 @@
 """Dual task: supervised and contrastive learning in one end-to-end stage.
 
 The end-to-end strategy of Migliorelli et al., Computers in Biology and Medicine 174:108430
-(2024): each step minimises the cross-entropy of a labelled batch plus ``contrastive_weight``
-times SimCLR's NT-Xent loss (Chen et al., ICML 2020) on two views of a batch from the unlabelled
-pool (every training image of the task), through one shared backbone. Model selection is on
-validation macro F1, as for every method. Defaults: the SimCLR head and temperature of
-:mod:`fetalbench.methods.simclr`; contrastive weight 1.0 (equal balance of the two losses).
+(2024): one shared backbone carries a classification head and SimCLR's projection head (Chen et
+al., ICML 2020), and each step minimises
+
+    L = CE(labelled batch) + contrastive_weight * NT-Xent(two strong views of an unlabelled batch)
+
+with one optimiser over the backbone and both heads. The unlabelled batch comes from the pool
+(every training image of the task) and has the profile's pre-training batch size, and the
+projection head and temperature are SimCLR pre-training's at the same profile
+(:func:`fetalbench.methods.simclr.simclr_settings`), so the contrastive half of the dual task sees
+what SimCLR pre-training sees. ``contrastive_weight`` is 1.0: the unweighted sum of the two
+losses, the joint objective as the paper describes it (it gives no other weighting); it is a
+setting, recorded with the run, so another weight is another run. Model selection is on
+validation macro F1, as for every method.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import pytorch_lightning as pl
 import torch
@@ -20,18 +28,27 @@ from fetalbench.augment import STRONG, UltrasoundAugment
 from fetalbench.backbones import create_backbone
 from fetalbench.engine import SupervisedModule, batches, fit_module, to_float
 from fetalbench.methods.api import Classifier, MethodContext, MethodResult, register_method
-from fetalbench.methods.simclr import SimCLR, SimCLRSettings
+from fetalbench.methods.simclr import SimCLR, SimCLRSettings, simclr_settings
 from fetalbench.profiles import Profile
 
 
 @dataclass(frozen=True)
 class DualTaskSettings:
-    contrastive_weight: float = 1.0
-    simclr: SimCLRSettings = field(default_factory=SimCLRSettings)
+    """The weight of NT-Xent against cross-entropy, and SimCLR's head and temperature."""
+
+    contrastive_weight: float
+    simclr: SimCLRSettings
+
+
+def dual_task_settings(profile: Profile) -> DualTaskSettings:
+    """The dual task's settings at ``profile``: equal weights, SimCLR's head at that profile."""
+    return DualTaskSettings(contrastive_weight=1.0, simclr=simclr_settings(profile))
 
 
 class DualTaskModule(SupervisedModule):
-    """Cross-entropy on labelled batches plus weighted NT-Xent on unlabelled batches."""
+    """Cross-entropy on labelled batches plus weighted NT-Xent on unlabelled batches; the
+    optimiser (:meth:`SupervisedModule.configure_optimizers`) takes every trainable parameter
+    of the module, the projection head's included."""
 
     def __init__(self, classifier: Classifier, profile: Profile, settings: DualTaskSettings):
         super().__init__(classifier, profile, freeze_backbone=False)
@@ -54,13 +71,13 @@ class DualTaskModule(SupervisedModule):
 
 def train_dual_task(context: MethodContext, init: str) -> MethodResult:
     """One end-to-end stage of cross-entropy plus NT-Xent, the backbone initialised by ``init``."""
-    settings = DualTaskSettings()
+    settings = dual_task_settings(context.profile)
     pl.seed_everything(context.seed, workers=True, verbose=False)
     backbone = create_backbone(context.profile.backbone, init)
     classifier = Classifier(backbone, len(context.data.classes))
     module = DualTaskModule(classifier, context.profile, settings)
     unlabelled = batches(TensorDataset(context.data.unlabelled_images),
-                         context.profile.batch_size, context.execution.world_size)
+                         context.profile.pretrain_batch_size, context.execution.world_size)
     notes = fit_module(context, module, {"unlabelled": unlabelled})
     return MethodResult(classifier, {"init": init, "weights": backbone.weights_source,
                                      "dual_task_settings": asdict(settings), **notes})
