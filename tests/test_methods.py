@@ -1,4 +1,4 @@
-"""Every registered method trains what it means to train; pre-training is reused and reproducible."""
+"""Every registered method trains what it means to; pre-training is reused and reproducible."""
 
 from __future__ import annotations
 
