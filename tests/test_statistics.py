@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from fetalbench.benchmark.statistics import (
+    MIN_TEST_PAIRS,
     cell_ranks,
     friedman,
     holm,
@@ -50,11 +51,21 @@ def test_paired_test_pairs_by_seed_not_by_position():
     assert paired_test(method, reference) < 0.01
 
 
-def test_paired_test_is_nan_without_two_pairs_or_without_spread():
+def test_paired_test_is_nan_without_three_pairs_or_without_spread():
     reference = pd.Series([0.5, 0.6, 0.7], index=[0, 1, 2])
     assert math.isnan(paired_test(pd.Series([0.9], index=[0]), reference))
     assert math.isnan(paired_test(pd.Series([0.9, 0.9], index=[7, 8]), reference))
     assert math.isnan(paired_test(reference + 0.1, reference))
+
+
+def test_paired_test_needs_three_seed_pairs_even_for_a_clear_shift():
+    reference = pd.Series([0.5, 0.6, 0.7, 0.8], index=[0, 1, 2, 3])
+    shift = pd.Series([0.150, 0.151, 0.149, 0.152], index=[0, 1, 2, 3])
+    assert MIN_TEST_PAIRS == 3
+    # Two pairs: one degree of freedom, the t statistic is ~300 and p ~0.002, but no test.
+    assert math.isnan(paired_test((reference + shift)[:2], reference))
+    assert math.isnan(paired_test((reference + shift)[[1, 3]], reference[[0, 1, 3]]))
+    assert paired_test((reference + shift)[:3], reference) < 0.001
 
 
 def test_holm_matches_a_hand_example_and_keeps_nan():

@@ -1,11 +1,11 @@
 """Aggregation and significance over seeds and cells, as plain functions over arrays of runs.
 
 Over the seeds of one cell: a mean with a t confidence interval, and a two-sided paired t-test
-against a reference method (seeds matched, since a seed fixes the split and label subset), with
-Holm's step-down correction over the comparisons of one table (Holm 1979, "A simple sequentially
-rejective multiple test procedure", Scand. J. Statist. 6:65-70). Across cells: ranks, the Friedman
-test and the Nemenyi post-hoc test, following Demšar (2006), "Statistical comparisons of
-classifiers over multiple data sets", JMLR 7:1-30.
+against a reference method (seeds matched, since a seed fixes the split and label subset; at least
+:data:`MIN_TEST_PAIRS` pairs), with Holm's step-down correction over the comparisons of one table
+(Holm 1979, "A simple sequentially rejective multiple test procedure", Scand. J. Statist.
+6:65-70). Across cells: ranks, the Friedman test and the Nemenyi post-hoc test, following Demšar
+(2006), "Statistical comparisons of classifiers over multiple data sets", JMLR 7:1-30.
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ import pandas as pd
 import scikit_posthocs
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
+
+MIN_TEST_PAIRS = 3
+"""Fewest seed pairs :func:`paired_test` tests: with two, the t statistic has one degree of
+freedom and its spread rests on two differences, so two that happen to agree read as strong
+evidence."""
 
 
 class MeanInterval(NamedTuple):
@@ -53,15 +58,20 @@ def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> M
     return MeanInterval(mean, std, mean - half, mean + half)
 
 
+def seed_pairs(method_scores: pd.Series, reference_scores: pd.Series) -> pd.DataFrame:
+    """The seeds present (and not NaN) in both series, one row per seed: method, reference."""
+    return pd.concat([method_scores, reference_scores], axis=1, join="inner").dropna()
+
+
 def paired_test(method_scores: pd.Series, reference_scores: pd.Series) -> float:
     """Two-sided paired t-test p-value of ``method_scores`` vs ``reference_scores``.
 
-    Both are indexed by seed; only seeds present (and not NaN) in both are paired. The p-value is
-    NaN when fewer than two pairs remain, or when every difference is the same (zero variance of
-    the differences: the t statistic is undefined, so no claim is made either way).
+    Both are indexed by seed; only :func:`seed_pairs` are paired. The p-value is NaN when fewer
+    than :data:`MIN_TEST_PAIRS` pairs remain, or when every difference is the same (zero variance
+    of the differences: the t statistic is undefined, so no claim is made either way).
     """
-    pairs = pd.concat([method_scores, reference_scores], axis=1, join="inner").dropna()
-    if len(pairs) < 2:
+    pairs = seed_pairs(method_scores, reference_scores)
+    if len(pairs) < MIN_TEST_PAIRS:
         return math.nan
     differences = pairs.iloc[:, 0].to_numpy(float) - pairs.iloc[:, 1].to_numpy(float)
     if np.allclose(differences, differences[0], rtol=0.0, atol=1e-12):
