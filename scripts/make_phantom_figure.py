@@ -1,8 +1,9 @@
 """Draw docs/phantom.png: real FETAL_PLANES_DB images beside phantom images of every class.
 
 The real images (Burgos-Artizzu et al., Sci. Rep. 10:10200, 2020; CC BY 4.0) come from the
-reference sample folder; the phantom images are rendered in memory from the default phantom plan,
-the first two records of each class, so the figure is reproducible.
+repository's test data, ``tests/data/fetal_planes_db/images_sample`` (see its README); the
+phantom images are rendered in memory from the default phantom plan, the first two records of
+each class, so the figure is reproducible.
 
 Usage: python scripts/make_phantom_figure.py [--real-dir DIR] [--output PATH]
 """
@@ -91,7 +92,7 @@ def main() -> None:
     parser.add_argument(
         "--real-dir",
         type=Path,
-        default=REPO.parent / "shared" / "fetal_planes_db" / "images_sample",
+        default=REPO / "tests" / "data" / "fetal_planes_db" / "images_sample",
     )
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "phantom.png")
     args = parser.parse_args()

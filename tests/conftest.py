@@ -14,9 +14,10 @@ from PIL import Image
 from fetalbench.datasets.fetal_planes_db import CSV_NAME
 from fetalbench.profiles import PROFILES
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "fetal_planes_db"
-REAL_CSV = SHARED / CSV_NAME
-REAL_IMAGES = SHARED / "images_sample"
+# The official CSV and 57 real images (halved, grayscale), with their licence: tests/data/README.md.
+REAL_DATA = Path(__file__).resolve().parent / "data" / "fetal_planes_db"
+REAL_CSV = REAL_DATA / CSV_NAME
+REAL_IMAGES = REAL_DATA / "images_sample"
 
 TINY = dataclasses.replace(
     PROFILES["smoke"], name="tiny", batch_size=8, downstream_steps=4, pretrain_steps=2,
