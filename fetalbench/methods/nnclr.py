@@ -1,11 +1,18 @@
 """NNCLR: Dwibedi et al., "With a Little Help from My Friends: Nearest-Neighbor Contrastive
 Learning of Visual Representations", ICCV 2021.
 
-SimCLR's positive is replaced by the nearest neighbour of the view's projection in a support set
-(a queue of past projections), with a predictor on the other branch. Defaults: projection 2048
-hidden / 256 out, predictor 4096 hidden, support set of 98,304 (solo-learn: 65,536),
-temperature 0.1 (solo-learn: 0.2). Here: 512 hidden, a support set of 1,024 at ``quick`` (the
-phantom pool is a few thousand images) and 65,536 at ``paper``; temperature 0.2.
+SimCLR's positive is replaced by the nearest neighbour (by cosine) of the view's projection in a
+support set (a queue of past projections), with a predictor on the other branch. Defaults:
+projection 2048 hidden / 256 out, predictor 4096 hidden, support set of 98,304 (solo-learn:
+65,536), temperature 0.1 (solo-learn: 0.2). Here: 512 hidden at ``quick``, 2048 at ``paper``;
+temperature 0.2.
+
+The support set is sized for the pool (:func:`nnclr_settings`): the largest power of two not
+above the pool, capped at the paper's 98,304. The paper's support set holds 7.7% of ImageNet;
+one larger than the pool would hold stale duplicates of every image, so that neighbours are
+more and more often old copies of the query itself. Under DDP the support set is filled with the
+projections of the whole global batch (gathered, as solo-learn does), so it is the same on every
+process.
 """
 
 from __future__ import annotations
@@ -17,8 +24,11 @@ from lightly.loss import NTXentLoss
 from lightly.models.modules import NNCLRPredictionHead, NNCLRProjectionHead, NNMemoryBankModule
 
 from fetalbench.backbones import GrayscaleBackbone
-from fetalbench.methods.objective import Objective
+from fetalbench.methods.objective import Objective, power_of_two_at_most
 from fetalbench.methods.pretraining import register_two_stage
+from fetalbench.profiles import Profile
+
+PAPER_SUPPORT_SET = 98_304
 
 
 @dataclass(frozen=True)
@@ -29,8 +39,18 @@ class NNCLRSettings:
     temperature: float = 0.2
 
 
+def nnclr_settings(profile: Profile, pool_size: int) -> NNCLRSettings:
+    """NNCLR at ``profile`` on a pool of ``pool_size`` images: the support set is the largest
+    power of two not above the pool (at most the paper's 98,304)."""
+    return NNCLRSettings(
+        hidden_dim=2048 if profile.name == "paper" else NNCLRSettings.hidden_dim,
+        support_set=min(PAPER_SUPPORT_SET, power_of_two_at_most(pool_size)),
+    )
+
+
 class NNCLR(Objective):
     paper = "Dwibedi et al., ICCV 2021"
+    version = 2
 
     def __init__(self, backbone: GrayscaleBackbone, settings: NNCLRSettings):
         super().__init__(backbone, settings)
@@ -41,6 +61,7 @@ class NNCLR(Objective):
             settings.output_dim, settings.hidden_dim, settings.output_dim
         )
         self.support = NNMemoryBankModule(size=(settings.support_set, settings.output_dim))
+        self.support.gather_distributed = True  # NNMemoryBankModule's constructor does not take it
         self.criterion = NTXentLoss(temperature=settings.temperature)
 
     def loss(self, view_a: torch.Tensor, view_b: torch.Tensor, progress: float) -> torch.Tensor:
@@ -55,6 +76,6 @@ class NNCLR(Objective):
 register_two_stage(
     "nnclr",
     NNCLR,
-    {"quick": NNCLRSettings(), "paper": NNCLRSettings(hidden_dim=2048, support_set=65536)},
+    nnclr_settings,
     "NNCLR: nearest neighbours from a support set as positives",
 )

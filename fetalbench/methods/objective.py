@@ -62,3 +62,9 @@ def momentum_step(
     """
     momentum = cosine_schedule(round(progress * 1000), 1000, start, end)
     update_momentum(online, target, m=momentum)
+
+
+def power_of_two_at_most(count: int) -> int:
+    """The largest power of two not above ``count`` (1 for a count below 2): the unit in which
+    support sets and prototype counts are sized for a pool."""
+    return 1 << (max(1, count).bit_length() - 1)
