@@ -3,9 +3,22 @@
 A student matches the centred, sharpened output distribution of a momentum teacher (self-
 distillation with no labels). Defaults: head 2048 hidden, 256 bottleneck, 65,536 prototypes;
 student temperature 0.1, teacher temperature warmed up from 0.04 to 0.07 over the first 30 of
-100+ epochs; centre momentum 0.9; teacher momentum 0.996 to 1 (solo-learn: 0.99 for small runs).
-Two global views only (no multi-crop). Here the head is 512 hidden / 1024 prototypes at ``quick``
-and 2048 / 65,536 at ``paper``; the teacher warm-up is the first 30% of pre-training.
+100 epochs; centre momentum 0.9; the student's last layer frozen during the first epoch. Two
+global views only (no multi-crop). Here the head is 512 hidden at ``quick`` and 2048 at
+``paper``; the teacher warm-up is the first 30% of pre-training and the last layer is frozen for
+the first 1% (1 of the same 100 epochs), its gradient dropped after each backward pass.
+
+Teacher momentum rises to 1 on a cosine schedule from 0.99 at ``quick`` (solo-learn's value for
+short runs) and from 0.9995 at ``paper``, whose batch is 256: the authors' code recommends 0.9995
+for batches of 256 instead of the default 0.996 (``--momentum_teacher`` in ``main_dino.py``).
+
+The number of prototypes is sized for the pool (:func:`dino_settings`): the largest power of two
+not above an eighth of the pool, capped at the paper's 65,536: 8 to 16 pool images per
+prototype, near the ratios of the two reference configurations, which the rule gives back: 20
+for the paper's 65,536 prototypes on ImageNet's 1.28 million images (the authors' code says large
+values "work well" for "complex and large datasets") and 12 for solo-learn's 4,096 on CIFAR's
+50,000. 65,536 prototypes for a pool of a few thousand images would leave most of them without
+an image.
 """
 
 from __future__ import annotations
@@ -18,8 +31,17 @@ from lightly.models.modules import DINOProjectionHead
 from lightly.models.utils import deactivate_requires_grad
 
 from fetalbench.backbones import GrayscaleBackbone
-from fetalbench.methods.objective import Objective, momentum_copy, momentum_step
+from fetalbench.methods.objective import (
+    Objective,
+    momentum_copy,
+    momentum_step,
+    power_of_two_at_most,
+)
 from fetalbench.methods.pretraining import register_two_stage
+from fetalbench.profiles import Profile
+
+PAPER_PROTOTYPES = 65_536
+POOL_IMAGES_PER_PROTOTYPE = 8
 
 
 @dataclass(frozen=True)
@@ -33,10 +55,22 @@ class DINOSettings:
     teacher_warmup: float = 0.3
     center_momentum: float = 0.9
     momentum_start: float = 0.99
+    frozen_last_layer: float = 0.01
+
+
+def dino_settings(profile: Profile, pool_size: int) -> DINOSettings:
+    """DINO at ``profile`` on a pool of ``pool_size`` images: the largest power of two not above
+    an eighth of the pool as the number of prototypes (at most the paper's 65,536)."""
+    prototypes = min(PAPER_PROTOTYPES,
+                     power_of_two_at_most(pool_size // POOL_IMAGES_PER_PROTOTYPE))
+    if profile.name == "paper":
+        return DINOSettings(hidden_dim=2048, output_dim=prototypes, momentum_start=0.9995)
+    return DINOSettings(output_dim=prototypes)
 
 
 class DINO(Objective):
     paper = "Caron et al., ICCV 2021"
+    version = 2
 
     def __init__(self, backbone: GrayscaleBackbone, settings: DINOSettings):
         super().__init__(backbone, settings)
@@ -74,13 +108,17 @@ class DINO(Objective):
         student = [self.head(self.backbone(v)) for v in (view_a, view_b)]
         return self.criterion(teacher, student, teacher_temp=self.teacher_temperature(progress))
 
+    def after_backward(self, progress: float) -> None:
+        """Drop the gradient of the student's last layer while it is frozen (DINO's
+        ``cancel_gradients_last_layer``)."""
+        if progress < self.settings.frozen_last_layer:
+            for parameter in self.head.last_layer.parameters():
+                parameter.grad = None
+
 
 register_two_stage(
     "dino",
     DINO,
-    {
-        "quick": DINOSettings(),
-        "paper": DINOSettings(hidden_dim=2048, output_dim=65536, momentum_start=0.996),
-    },
+    dino_settings,
     "DINO: self-distillation from a momentum teacher",
 )
