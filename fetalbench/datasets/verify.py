@@ -1,11 +1,14 @@
-"""Check a FETAL_PLANES_DB folder: class and split counts, patient overlap, duplicate images.
+"""Check a FETAL_PLANES_DB folder: every image decodes, class and split counts, patient overlap,
+duplicate images.
 
 The dataset is Burgos-Artizzu et al., "Evaluation of deep convolutional neural networks for
 automatic classification of common maternal fetal ultrasound planes", Scientific Reports 10, 10200
 (2020), doi:10.1038/s41598-020-67076-5 (CC BY 4.0). Its ``Train`` column is the official split,
 said to be patient-disjoint; the published images also hold byte-identical copies (public reports
 count about 190 pairs), and a copy that sits in both splits, or under two labels, leaks or
-contradicts. :func:`verify_dataset` measures both from the files themselves.
+contradicts. :func:`verify_dataset` measures both from the files themselves, and decodes every
+image (in forked worker processes, :mod:`fetalbench.worker_pool`): a truncated or corrupt PNG
+found here is not found hours into a grid, when the image cache is first built.
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from fetalbench.datasets.fetal_planes_db import load_catalog
 from fetalbench.digests import file_sha256
+from fetalbench.worker_pool import worker_pool
+
+DECODE_CHUNK = 16  # images per task sent to a decoding worker
 
 
 @dataclass(frozen=True)
@@ -61,11 +68,20 @@ class DuplicateGroup:
 
 
 @dataclass(frozen=True)
+class UndecodableImage:
+    """An image file that does not decode completely, and what Pillow said about it."""
+
+    path: str
+    error: str
+
+
+@dataclass(frozen=True)
 class VerifyReport:
     """What :func:`verify_dataset` found in one root."""
 
     root: Path
     images: int
+    undecodable: tuple[UndecodableImage, ...]
     planes: tuple[SplitCount, ...]
     brain_planes: tuple[SplitCount, ...]
     machines: tuple[SplitCount, ...]
@@ -80,14 +96,16 @@ class VerifyReport:
     class_crossing: tuple[DuplicateGroup, ...]
 
 
-def verify_dataset(root: Path) -> VerifyReport:
-    """Load ``root`` with :func:`load_catalog` and report counts, patient overlap and duplicates.
+def verify_dataset(root: Path, workers: int | None = None) -> VerifyReport:
+    """Load ``root`` with :func:`load_catalog`; report the images that do not decode
+    (:func:`undecodable_images`, in ``workers`` processes), counts, patient overlap and duplicates.
 
     Duplicates are files with identical bytes: only files sharing a size are hashed (sha256, read
     in chunks on a thread pool), so the 12,400 files of the full dataset take seconds.
     """
     root = Path(root)
     catalog = load_catalog(root)
+    undecodable = undecodable_images(catalog["path"].tolist(), workers)
     train = catalog[catalog["train"]]
     test = catalog[~catalog["train"]]
     both = sorted(set(train["patient"]) & set(test["patient"]))
@@ -95,6 +113,7 @@ def verify_dataset(root: Path) -> VerifyReport:
     return VerifyReport(
         root=root,
         images=len(catalog),
+        undecodable=undecodable,
         planes=_split_counts(catalog, "plane"),
         brain_planes=_split_counts(catalog, "brain_plane"),
         machines=_split_counts(catalog, "machine"),
@@ -107,6 +126,51 @@ def verify_dataset(root: Path) -> VerifyReport:
         duplicate_images=sum(len(group.images) for group in groups),
         split_crossing=tuple(group for group in groups if group.crosses_split),
         class_crossing=tuple(group for group in groups if group.crosses_class),
+    )
+
+
+def image_problem(path: str) -> str | None:
+    """None when the image file at ``path`` decodes completely, else what is wrong with it.
+
+    Two passes, as neither finds everything: Pillow's ``verify`` checks every chunk's checksum
+    and that the file goes on to its end chunk, but decodes no pixel; ``load`` decodes every pixel
+    (a file cut short fails) but reads no checksum and stops after the image data.
+    """
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            image.load()
+    except UnidentifiedImageError:
+        return "not an image (Pillow cannot identify its format)"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def undecodable_images(
+    paths: list[str], workers: int | None = None
+) -> tuple[UndecodableImage, ...]:
+    """The files of ``paths`` that fail :func:`image_problem`, in order.
+
+    They are decoded in ``workers`` forked processes (default: all cores), with a progress bar
+    on stderr when it is a terminal.
+    """
+    workers = max(1, min(workers or os.cpu_count() or 1, len(paths)))
+    with worker_pool(workers) as pool:
+        problems = list(
+            tqdm(
+                pool.map(image_problem, paths, chunksize=DECODE_CHUNK),
+                total=len(paths),
+                desc="decoding images",
+                unit="img",
+                disable=None,
+            )
+        )
+    return tuple(
+        UndecodableImage(path, problem)
+        for path, problem in zip(paths, problems, strict=True)
+        if problem is not None
     )
 
 
@@ -149,8 +213,14 @@ def _duplicate_groups(catalog: pd.DataFrame) -> list[DuplicateGroup]:
 
 
 def format_report(report: VerifyReport) -> str:
-    """The report as terminal text: tables of counts, then the patient and duplicate checks."""
+    """The report as terminal text: the images that do not decode (one line each), tables of
+    counts, then the patient and duplicate checks."""
     lines = [f"FETAL_PLANES_DB at {report.root}: {report.images} images"]
+    if report.undecodable:
+        lines.append(f"images that do not decode: {len(report.undecodable)}")
+        lines += [f"  {image.path}: {image.error}" for image in report.undecodable]
+    else:
+        lines.append("every image decodes")
     for title, counts in (
         ("Plane", report.planes),
         ("Brain_plane", report.brain_planes),
