@@ -20,10 +20,10 @@ from fetalbench.backbones import create_backbone
 from fetalbench.digests import file_sha256
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods.api import Classifier
+from fetalbench.paths import CHECKPOINTS_DIR as CHECKPOINTS_DIR  # the cache's folder of them
 from fetalbench.profiles import Profile
 from fetalbench.records import RunSpec
 
-CHECKPOINTS_DIR = "checkpoints"
 SUFFIX = ".safetensors"
 
 

@@ -3,6 +3,11 @@
 A record holds the fully resolved spec and its hash, the dataset's identity (synthetic or real),
 test metrics, validation-based model selection, split sizes, timings, package versions, hardware
 and git revision. The spec hash names the file, so a grid can skip a run whose record exists.
+
+Records are portable: they name files in the cache relative to the cache root
+(:func:`fetalbench.paths.cache_relative`), the dataset by name and fingerprint (not by folder), and
+the process that ran them by pid, not host. This module imports no torch, so the commands that only
+read records (``validate``, ``leaderboard``) start fast.
 """
 
 from __future__ import annotations
@@ -14,15 +19,14 @@ import hashlib
 import json
 import os
 import platform
-import socket
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-import torch
-
 from fetalbench.atomic import write_bytes_atomic
+from fetalbench.errors import FetalbenchError
 from fetalbench.profiles import Profile
 
 SCHEMA_VERSION = 1
@@ -48,13 +52,19 @@ class RunSpec:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return spec_hash(self.to_dict())
 
     def record_path(self, out_dir: Path) -> Path:
         """``out/<dataset>/<task>/<method>/<protocol>-f<fraction>-s<seed>-<hash>.json``."""
         name = f"{self.protocol}-f{self.fraction:g}-s{self.seed}-{self.hash()}.json"
         return Path(out_dir) / self.dataset / self.task / self.method / name
+
+
+def spec_hash(spec: dict) -> str:
+    """The hash of a spec as :meth:`RunSpec.to_dict` gives it (or a record's ``spec`` holds it):
+    the first 16 hex digits of the sha256 of its canonical JSON."""
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def package_versions() -> dict[str, str | None]:
@@ -70,6 +80,8 @@ def package_versions() -> dict[str, str | None]:
 
 def hardware() -> dict:
     """The machine a run ran on."""
+    import torch
+
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
@@ -101,6 +113,29 @@ def git_revision() -> dict:
     return {"revision": revision, "dirty": bool(status) if status is not None else None}
 
 
+def record_files(results_dir: Path) -> list[Path]:
+    """Every ``*.json`` under ``results_dir``, sorted, skipping hidden files and folders."""
+    root = Path(results_dir)
+    return sorted(
+        path for path in root.rglob("*.json")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+
+
+def records_under(paths: Sequence[Path]) -> list[Path]:
+    """The record files ``paths`` name: a file itself, a folder every record under it."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += record_files(path)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FetalbenchError(f"{path} does not exist; pass record files or folders of them "
+                                  "(default results/)")
+    return files
+
+
 def read_record_status(path: Path) -> str | None:
     """The ``status`` of the record at ``path``; None when it is absent or unreadable."""
     try:
@@ -118,8 +153,8 @@ def write_record(path: Path, record: dict) -> None:
 def new_record(spec: RunSpec, **sections: object) -> dict:
     """A record of ``spec`` with the environment filled in and ``sections`` added.
 
-    ``executor`` names the process that ran it (pid and host), so a grid shared by several
-    processes can show that each run was executed once.
+    ``executor`` names the process that ran it (its pid; not the host, which records do not
+    carry), so a grid shared by several processes can show that each run was executed once.
     """
     return {
         "schema": SCHEMA_VERSION,
@@ -129,6 +164,6 @@ def new_record(spec: RunSpec, **sections: object) -> dict:
         "versions": package_versions(),
         "hardware": hardware(),
         "git": git_revision(),
-        "executor": {"pid": os.getpid(), "host": socket.gethostname()},
+        "executor": {"pid": os.getpid()},
         **sections,
     }

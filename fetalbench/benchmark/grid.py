@@ -98,7 +98,7 @@ def write_failed_record(request: RunRequest, source, out_dir: Path, error: Excep
         f"{type(error).__name__}: {error}")
     record = new_record(spec, status="failed", error=message,
                         traceback=traceback.format_exception(error)[-8:],
-                        dataset={**source.identity.__dict__})
+                        dataset=source.identity.as_record())
     with contextlib.suppress(LockedElsewhere), locked(lock_path(path)):
         if read_record_status(path) != "ok":
             write_record(path, record)

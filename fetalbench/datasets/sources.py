@@ -1,18 +1,21 @@
 """Dataset sources by name: the built-in phantom (synthetic) or the real FETAL_PLANES_DB.
 
 Both are folders in the FETAL_PLANES_DB layout read by one loader. A source carries its identity
-(name, whether it is synthetic, fingerprint) into every record, so phantom results can never be
-mistaken for results on real data.
+(name, whether it is synthetic, fingerprint, the metadata CSV's sha256) into every record, so
+phantom results can never be mistaken for results on real data, and a record on the real dataset
+says whether its CSV is the official one (``fetalbench validate``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from fetalbench.datasets.fetal_planes_db import fingerprint, load_catalog
+from fetalbench.datasets.fetal_planes_db import CSV_NAME, fingerprint, load_catalog
+from fetalbench.digests import file_sha256
 from fetalbench.errors import FetalbenchError
 
 DATASETS = ("phantom", "fetal_planes_db")
@@ -20,13 +23,18 @@ DATASETS = ("phantom", "fetal_planes_db")
 
 @dataclass(frozen=True)
 class DatasetIdentity:
-    """What a record says about the data it was measured on."""
+    """The data a run was measured on; :meth:`as_record` is what its record says of it."""
 
     name: str
     synthetic: bool
     fingerprint: str
     n_images: int
+    csv_sha256: str
     root: str
+
+    def as_record(self) -> dict:
+        """The identity without ``root``, a folder of this machine that no record carries."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if key != "root"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ def open_source(name: str, data_root: Path | None, cache_root: Path) -> DatasetS
         synthetic=synthetic,
         fingerprint=fingerprint(root, catalog),
         n_images=len(catalog),
+        csv_sha256=file_sha256(Path(root) / CSV_NAME),
         root=str(Path(root).resolve()),
     )
     return DatasetSource(identity=identity, catalog=catalog)

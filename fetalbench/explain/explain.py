@@ -41,6 +41,7 @@ from fetalbench.explain.pointing import (
 )
 from fetalbench.methods import METHODS
 from fetalbench.methods.api import Classifier
+from fetalbench.paths import in_cache
 from fetalbench.profiles import Profile
 from fetalbench.splits import split_task
 from fetalbench.tasks import TASKS
@@ -133,10 +134,11 @@ def read_run_record(path: Path) -> dict:
     return record
 
 
-def rerun_command(record: dict) -> str:
-    """The ``fetalbench run`` command that rewrites ``record``'s run (with its checkpoint)."""
+def rerun_command(record: dict, data_root: Path | None = None) -> str:
+    """The ``fetalbench run`` command that rewrites ``record``'s run (with its checkpoint); on
+    real data it takes ``--data-root`` (``DIR`` when ``data_root`` is not known)."""
     spec = record["spec"]
-    data_root = "" if spec["dataset"] == "phantom" else f" --data-root {record['dataset']['root']}"
+    data_root = "" if spec["dataset"] == "phantom" else f" --data-root {data_root or 'DIR'}"
     return (
         f"fetalbench run --method {spec['method']} --task {spec['task']} --dataset "
         f"{spec['dataset']}{data_root} --fraction {spec['fraction']:g} --seed {spec['seed']} "
@@ -207,39 +209,47 @@ def sample_per_class(labels: np.ndarray, per_class: int, seed: int) -> np.ndarra
 
 
 def explain_run(
-    record: dict, out_dir: Path, cache_root: Path, per_class: int = SAMPLES_PER_CLASS
+    record: dict, out_dir: Path, cache_root: Path, per_class: int = SAMPLES_PER_CLASS,
+    data_root: Path | None = None,
 ) -> ExplainOutcome:
     """Rebuild ``record``'s model and data; write ``gradcam.png`` and ``tsne.png`` to ``out_dir``.
 
-    The numbers are recomputed as at the end of the run and returned with the paths.
+    The checkpoint is the one the record names, in ``cache_root``; a run on real data needs its
+    dataset's folder, ``data_root`` (records name the dataset, not the folder it was in). The
+    numbers are recomputed as at the end of the run and returned with the paths.
     """
     spec = record["spec"]
     if per_class < 1:
         raise FetalbenchError(f"--per-class {per_class} must be at least 1, e.g. --per-class 4")
+    if spec["dataset"] != "phantom" and data_root is None:
+        raise FetalbenchError(
+            f"this run is on {spec['dataset']}: pass --data-root DIR, the folder holding "
+            "FETAL_PLANES_DB_data.csv and Images/"
+        )
+    rerun = rerun_command(record, data_root)
     if not record.get("checkpoint"):
         raise FetalbenchError(
-            f"this run saved no checkpoint; rerun it with checkpoints on: {rerun_command(record)}"
+            f"this run saved no checkpoint; rerun it with checkpoints on: {rerun}"
         )
-    checkpoint = Path(record["checkpoint"])
+    checkpoint = in_cache(record["checkpoint"], cache_root)
     if not checkpoint.is_file():
         raise FetalbenchError(
-            f"checkpoint {checkpoint} is missing; rerun the run with checkpoints on: "
-            f"{rerun_command(record)}"
+            f"checkpoint {checkpoint} ({record['checkpoint']} in the cache, $FETALBENCH_CACHE) "
+            f"is missing; rerun the run with checkpoints on: {rerun}"
         )
     classifier = load_classifier(record, checkpoint)
     profile = Profile(**spec["profile"])
-    root = None if spec["dataset"] == "phantom" else Path(record["dataset"]["root"])
-    source = open_source(spec["dataset"], root, cache_root)
+    source = open_source(spec["dataset"], data_root, cache_root)
     if source.identity.fingerprint != spec["dataset_fingerprint"]:
         raise FetalbenchError(
             f"the {spec['dataset']} dataset at {source.identity.root} is not the one this run "
-            f"used (fingerprint differs); rerun it: {rerun_command(record)}"
+            f"used (fingerprint differs); rerun it: {rerun}"
         )
     task = TASKS.get(spec["task"])
     if list(task.classes) != list(record["classes"]):
         raise FetalbenchError(
             f"task {task.name} now has classes {list(task.classes)}, the record "
-            f"{record['classes']}; rerun it: {rerun_command(record)}"
+            f"{record['classes']}; rerun it: {rerun}"
         )
     rows = task.select(source.catalog)
     split = split_task(rows, spec["fraction"], spec["seed"], profile.validation_fraction)
