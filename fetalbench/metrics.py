@@ -46,3 +46,16 @@ def macro_f1(labels: np.ndarray, predictions: np.ndarray, n_classes: int) -> flo
         f1_score(labels, predictions, labels=list(range(n_classes)), average="macro",
                  zero_division=0)
     )
+
+
+def confusion_metrics(confusion: list[list[int]], classes: tuple[str, ...]) -> dict:
+    """What :func:`classification_metrics` gives for the test set a confusion matrix describes.
+
+    ``confusion[i][j]`` counts images of class ``i`` predicted as ``j``; the matrix is expanded
+    into one (label, prediction) pair per image, so every number comes from the same code a run
+    used (``fetalbench validate`` checks a record's numbers against its matrix this way).
+    """
+    counts = np.asarray(confusion, dtype=np.int64)
+    pairs = np.indices(counts.shape).reshape(2, -1)
+    labels, predictions = (np.repeat(axis, counts.ravel()) for axis in pairs)
+    return classification_metrics(labels, predictions, classes)

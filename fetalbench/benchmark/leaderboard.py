@@ -249,7 +249,8 @@ def _explain_section(rows: pd.DataFrame, link) -> str:
             f"- `{run['entry']}` ({role}, {_percent(run['fraction'])} labels, seed {run['seed']}):"
             f" [Grad-CAM]({link(folder + '/gradcam.png')}), [t-SNE]({link(folder + '/tsne.png')})"
             f"; `fetalbench explain --method {run['method']} --task {run['task']} --fraction "
-            f"{run['fraction']:g} --seed {run['seed']}`"
+            f"{run['fraction']:g} --seed {run['seed']}"
+            f"{' --data-root DIR' if run['dataset'] == 'fetal_planes_db' else ''}`"
         )
     return "\n".join(lines)
 

@@ -3,14 +3,14 @@
 A cell of the benchmark is (dataset, task, method, protocol, label fraction); its seeds are the
 repeated runs that the leaderboard aggregates. Loading refuses anything that would make a cell
 ambiguous: a malformed record, two records of one spec or of one cell and seed, or records of one
-cell made with different settings (profile, unlabelled pool, dataset fingerprint). Every error
+cell made with different settings (profile, unlabelled pool, dataset fingerprint); and a record
+that fails a check of ``fetalbench validate`` (:mod:`fetalbench.validation`). Every error
 names the file(s) and what to do. The dataset is part of every key, so phantom (synthetic) and
 FETAL_PLANES_DB rows never share a cell.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -19,8 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from fetalbench.errors import FetalbenchError
+from fetalbench.records import SCHEMA_VERSION, record_files
+from fetalbench.validation import validate_record
 
-SCHEMA_VERSION = 1
 DATASETS = ("phantom", "fetal_planes_db")
 PROTOCOLS = ("finetune", "linear")
 CELL = ("dataset", "task", "method", "protocol", "fraction")
@@ -137,11 +138,7 @@ class _RecordReader:
         row["profile"] = self.field(profile, "name", "text", "spec.profile.")
         if not 0 < row["fraction"] <= 1:
             raise self.fail(f"spec.fraction {row['fraction']} is not in (0, 1]")
-        canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"))
-        spec_hash = self.field(record, "spec_hash", "text", "")
-        if spec_hash != hashlib.sha256(canonical.encode()).hexdigest()[:16]:
-            raise self.fail(f"spec_hash {spec_hash!r} is not the hash of its spec (edited?)")
-        row["spec_hash"] = spec_hash
+        row["spec_hash"] = self.field(record, "spec_hash", "text", "")
         row["path"] = self.file.relative_to(root).as_posix()
         dataset = self.field(record, "dataset", "an object", "")
         row["synthetic"] = self.field(dataset, "synthetic", "true or false", "dataset.")
@@ -156,8 +153,20 @@ class _RecordReader:
             row["error"] = self.field(record, "error", "text", "")
         else:
             row.update(self.metrics(record))
+        self.refuse_invalid(record, root)
         setup = json.dumps([profile, row["pool"], row["dataset_fingerprint"]], sort_keys=True)
         return _Loaded(self.file, row, setup)
+
+    def refuse_invalid(self, record: dict, root: Path) -> None:
+        """Raise naming the first check of :func:`~fetalbench.validation.validate_record` that
+        the (well-formed) record fails."""
+        findings = validate_record(record)
+        if findings:
+            raise FetalbenchError(
+                f"run record {self.file} fails the {findings[0].check} check "
+                f"({findings[0].problem}); run `fetalbench validate {root}` to list every "
+                f"failing record, then fix or remove them"
+            )
 
     def metrics(self, record: dict) -> dict:
         classes = self.field(record, "classes", "a list", "")
@@ -174,15 +183,6 @@ class _RecordReader:
             **{key: self.optional_metric(metrics, section, key)
                for key, section in EXTRA_METRICS.items()},
         }
-
-
-def record_files(results_dir: Path) -> list[Path]:
-    """Every ``*.json`` under ``results_dir``, sorted, skipping hidden files and folders."""
-    root = Path(results_dir)
-    return sorted(
-        path for path in root.rglob("*.json")
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
-    )
 
 
 def _refuse_duplicates(loaded: list[_Loaded]) -> None:

@@ -36,6 +36,14 @@ PLANES = (
     "Other",
 )
 BRAIN_PLANES = ("Trans-thalamic", "Trans-cerebellum", "Trans-ventricular", "Other", "Not A Brain")
+# The sha256 of the official FETAL_PLANES_DB_data.csv (Zenodo record 3904280, 12,400 rows), as
+# computed from the byte-for-byte copy in tests/data/fetal_planes_db/; `fetalbench validate`
+# refuses a fetal_planes_db record whose dataset.csv_sha256 differs.
+OFFICIAL_CSV_SHA256 = "2d1fc8c8716ce247dc354db4420d12d76e47f67154ab8a7b6aed797ead1b489f"
+# Test images (Train 0) of each built-in task (fetalbench.tasks) in that CSV: planes counts every
+# row, brain the Trans-thalamic, Trans-cerebellum and Trans-ventricular ones
+# (tests/test_validation.py recounts them from the CSV).
+OFFICIAL_TEST_IMAGES = {"planes": 5271, "brain": 1406}
 MAX_CSV_BYTES = 64 << 20
 MAX_FIELD_CHARS = 1000
 FORMULA_START = r"[=+\-@]"

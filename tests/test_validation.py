@@ -1,0 +1,222 @@
+"""Portable records, `fetalbench records migrate` and `fetalbench validate` (and the leaderboard's
+refusal of records that fail it)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REAL_CSV
+from fetalbench.cli import main
+from fetalbench.datasets.fetal_planes_db import (
+    OFFICIAL_CSV_SHA256,
+    OFFICIAL_TEST_IMAGES,
+    read_metadata,
+)
+from fetalbench.digests import file_sha256
+from fetalbench.migration import portable_record
+from fetalbench.records import record_files, spec_hash, write_record
+from fetalbench.run import RunRequest, execute_run
+from fetalbench.tasks import TASKS
+from fetalbench.validation import validate_record
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+COMMITTED = REPOSITORY / "results"
+
+
+def strings(value: object) -> list[str]:
+    """Every string in a JSON value, keys included."""
+    if isinstance(value, dict):
+        return [*value, *(text for item in value.values() for text in strings(item))]
+    if isinstance(value, list):
+        return [text for item in value for text in strings(item)]
+    return [value] if isinstance(value, str) else []
+
+
+def committed_record(pretrained: bool = True) -> tuple[Path, dict]:
+    """A committed record (of a two-stage method when ``pretrained``) and its contents."""
+    for path in record_files(COMMITTED):
+        record = json.loads(path.read_text())
+        if ("pretraining" in record["method_notes"]) == pretrained:
+            return path, record
+    raise AssertionError("results/ holds no such record")
+
+
+def checks(record: dict) -> set[str]:
+    return {finding.check for finding in validate_record(record)}
+
+
+@pytest.fixture(scope="module")
+def fresh_run(real_subset_root: Path, tmp_path_factory: pytest.TempPathFactory
+              ) -> tuple[dict, Path, Path]:
+    """A run with a pre-training stage, written now: its record, results folder and cache."""
+    out, cache = tmp_path_factory.mktemp("results"), tmp_path_factory.mktemp("cache")
+    request = RunRequest(method="simclr", task="planes", dataset="fetal_planes_db",
+                         data_root=real_subset_root, profile="tiny")
+    return execute_run(request, out, cache, log=lambda _: None).record, out, cache
+
+
+# --- portable records ---------------------------------------------------------------------------
+
+
+def test_a_fresh_record_names_nothing_of_the_machine_that_made_it(fresh_run, real_subset_root):
+    record, out, cache = fresh_run
+    (path,) = out.rglob("*.json")
+    text = path.read_text()
+    machine = [str(cache), str(cache.resolve()), str(real_subset_root),
+               str(real_subset_root.resolve()), tempfile.gettempdir(), str(Path.home())]
+    assert not [text for text in strings(json.loads(text)) if text.startswith("/")]
+    assert not [place for place in machine if place in text]
+    assert socket.gethostname() not in strings(record)
+    assert "root" not in record["dataset"] and "host" not in record["executor"]
+    assert record["dataset"]["csv_sha256"] == file_sha256(real_subset_root / REAL_CSV.name)
+    # the cache root resolves what the record names
+    assert record["checkpoint"].startswith("checkpoints/fetal_planes_db/planes/simclr/")
+    assert (cache / record["checkpoint"]).is_file()
+    pretrained = record["method_notes"]["pretraining"]["checkpoint"]
+    assert pretrained.startswith("pretrain/") and (cache / pretrained).is_file()
+
+
+def test_migrate_rewrites_old_records_once_and_keeps_everything_else(tmp_path: Path, capsys):
+    path, portable = committed_record()
+    old = copy.deepcopy(portable)
+    old["checkpoint"] = f"/home/someone/.cache/fetalbench/{portable['checkpoint']}"
+    old["method_notes"]["pretraining"]["checkpoint"] = (
+        f"/scratch/c/{portable['method_notes']['pretraining']['checkpoint']}")
+    old["dataset"]["root"] = "/home/someone/.cache/fetalbench/phantom-v1-0123"
+    old["executor"]["host"] = "node17"
+    results = tmp_path / "results"
+    old_path = results / path.relative_to(COMMITTED)
+    write_record(old_path, old)
+    write_record(results / "portable.json", portable)
+    assert checks(old) == {"portable"} and portable_record(old) == portable
+    assert main(["validate", str(results)]) == 1
+    assert "failed portable (it holds dataset.root, executor.host" in capsys.readouterr().out
+    assert main(["records", "migrate", str(results)]) == 0
+    assert capsys.readouterr().out.startswith("migrated 1 of 2 records")
+    assert old_path.read_bytes() == path.read_bytes()
+    assert main(["records", "migrate", str(old_path)]) == 0
+    assert capsys.readouterr().out.startswith("migrated 0 of 1 records")
+    assert main(["validate", str(results)]) == 0
+
+
+def test_a_checkpoint_outside_the_cache_stays_absolute_and_fails_validation():
+    _, record = committed_record()
+    record["checkpoint"] = "/elsewhere/run.safetensors"
+    assert portable_record(record) == record
+    assert checks(record) == {"portable"}
+
+
+# --- fetalbench validate ------------------------------------------------------------------------
+
+
+def test_committed_records_pass(tmp_path: Path, capsys):
+    for pretrained in (True, False):
+        path, _ = committed_record(pretrained)
+        copy_path = tmp_path / path.name
+        copy_path.write_bytes(path.read_bytes())
+        assert main(["validate", str(copy_path)]) == 0
+        assert capsys.readouterr().out == "validated 1 records: 1 ok\n"
+
+
+def edited(tmp_path: Path, edit) -> Path:
+    """A copy of a committed record with ``edit`` applied."""
+    _, record = committed_record()
+    edit(record)
+    path = tmp_path / "results" / "edited.json"
+    write_record(path, record)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "check"),
+    [
+        (lambda r: r["metrics"].update(macro_f1=r["metrics"]["macro_f1"] + 0.01), "macro_f1"),
+        (lambda r: r["metrics"]["precision"].update(
+            {r["classes"][0]: r["metrics"]["precision"][r["classes"][0]] / 2}), "precision"),
+        (lambda r: r["metrics"].update(balanced_accuracy=1.0), "balanced_accuracy"),
+        (lambda r: r["spec"].update(seed=r["spec"]["seed"] + 100), "spec_hash"),
+        (lambda r: r["spec"]["profile"].update(downstream_steps=1), "spec_hash"),
+        (lambda r: r["metrics"]["confusion_matrix"][0].__setitem__(
+            0, r["metrics"]["confusion_matrix"][0][0] + 1), "confusion_matrix"),
+        (lambda r: r["metrics"].update(confusion_matrix=[[1, 2], [3, 4]]), "confusion_matrix"),
+        (lambda r: r.update(schema=2), "schema"),
+        (lambda r: r.pop("split"), "numbers"),
+    ],
+)
+def test_an_edited_record_is_refused_naming_the_check(tmp_path: Path, capsys, edit, check: str):
+    path = edited(tmp_path, edit)
+    assert main(["validate", str(path.parent)]) == 1
+    failing, summary = capsys.readouterr().out.splitlines()
+    assert failing.startswith(f"{path}: failed {check} (")
+    assert summary == "validated 1 records: 0 ok, 1 failed"
+
+
+def test_a_confusion_matrix_off_by_one_image_fails_only_the_count(tmp_path: Path):
+    _, record = committed_record()
+    record["split"]["test"] += 1
+    record["metrics"]["n_test"] += 1
+    assert checks(record) == {"confusion_matrix"}
+
+
+def test_fetal_planes_db_records_must_be_on_the_official_csv_and_split(fresh_run):
+    record, _, _ = fresh_run
+    assert record["dataset"]["csv_sha256"] != OFFICIAL_CSV_SHA256  # a subset of the real CSV
+    assert checks(record) == {"official_csv", "official_split"}
+    official_csv = copy.deepcopy(record)
+    official_csv["dataset"]["csv_sha256"] = OFFICIAL_CSV_SHA256
+    assert checks(official_csv) == {"official_split"}
+    official_size = copy.deepcopy(record)
+    official_size["split"]["test"] = OFFICIAL_TEST_IMAGES["planes"]
+    assert "official_split" not in checks(official_size)
+    del official_csv["dataset"]["csv_sha256"]
+    assert "official_csv" in checks(official_csv)
+
+
+def test_validate_and_leaderboard_import_no_torch():
+    code = ("import sys, fetalbench.validation, fetalbench.migration, "
+            "fetalbench.benchmark.leaderboard; assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_official_constants_are_those_of_the_real_csv():
+    assert file_sha256(REAL_CSV) == OFFICIAL_CSV_SHA256
+    table = read_metadata(REAL_CSV).rename(columns={"Plane": "plane",
+                                                     "Brain_plane": "brain_plane"})
+    built_in = [name for name in TASKS if TASKS.source(name) == "fetalbench"]
+    assert sorted(OFFICIAL_TEST_IMAGES) == sorted(built_in)
+    for name in built_in:
+        rows = TASKS.get(name).select(table)
+        assert (rows["Train"] == "0").sum() == OFFICIAL_TEST_IMAGES[name], name
+
+
+# --- the leaderboard refuses what validate refuses ----------------------------------------------
+
+
+def test_leaderboard_refuses_a_results_folder_with_a_bad_record(tmp_path: Path, capsys):
+    results = tmp_path / "results"
+    good, record = committed_record()
+    write_record(results / good.relative_to(COMMITTED), record)
+    output = tmp_path / "leaderboard.md"
+    assert main(["leaderboard", "--results", str(results), "--output", str(output)]) == 0
+    capsys.readouterr()
+    bad = copy.deepcopy(record)
+    bad["spec"]["seed"] += 100
+    bad["spec_hash"] = spec_hash(bad["spec"])  # a consistent spec, but numbers edited
+    bad["metrics"]["accuracy"] = 0.99
+    bad_path = results / "phantom" / "bad.json"
+    write_record(bad_path, bad)
+    assert main(["leaderboard", "--results", str(results), "--output", str(output)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert str(bad_path) in error and "fails the accuracy check" in error
+    assert f"run `fetalbench validate {results}`" in error
+    assert main(["leaderboard", "--check", "--results", str(results), "--output",
+                 str(output)]) == 2
