@@ -20,6 +20,9 @@ T = TypeVar("T")
 
 EXIT_USER_ERROR = 2
 MIN_RESOLUTION = 16
+QUIET_HELP = "print only the result lines, no progress"
+THREADS_HELP = ("intra-op CPU threads of each run (default 1 without a GPU: on a CPU the numbers "
+                "depend on it, and the record keeps it)")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -121,11 +124,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     checkpoint_dir = None if args.no_checkpoint else (
         args.checkpoint_dir or cache_dir() / CHECKPOINTS_DIR
     )
-    from fetalbench.engine import Execution
+    from fetalbench.engine import Execution, show_progress_bars
 
+    execution = Execution(args.devices, args.num_nodes,
+                          **({} if args.threads is None else {"threads": args.threads}))
+    if args.quiet:
+        show_progress_bars(False)
     outcome = execute_run(request, args.out, cache_dir(), force=args.force,
-                          checkpoint_dir=checkpoint_dir,
-                          execution=Execution(args.devices, args.num_nodes))
+                          checkpoint_dir=checkpoint_dir, execution=execution,
+                          log=(lambda _: None) if args.quiet else print)
     if outcome.record is not None:
         metrics = outcome.record["metrics"]
         synthetic = " (synthetic phantom)" if outcome.record["dataset"]["synthetic"] else ""
@@ -133,7 +140,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"{args.method} / {args.task}{synthetic} / fraction {args.fraction:g} / seed "
             f"{args.seed}: test macro F1 {metrics['macro_f1']:.3f}, accuracy "
             f"{metrics['accuracy']:.3f}, balanced accuracy {metrics['balanced_accuracy']:.3f} "
-            f"in {outcome.record['timings']['total_s']:.0f}s"
+            f"in {outcome.record['timings']['total_s']:.0f}s on {execution.threads} CPU "
+            f"thread(s)"
         )
     print(f"record: {outcome.record_path}")
     return 0
@@ -156,7 +164,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
                                       args.seed)
     record = read_run_record(path)
     out = args.out or args.results / "figures" / "explain" / figure_folder_name(record)
-    outcome = explain_run(record, out, cache_dir(), args.per_class)
+    outcome = explain_run(record, out, cache_dir(), args.per_class, args.data_root)
     embedding, localisation = outcome.explanation.embedding, outcome.explanation.localisation
 
     def number(value: float | None) -> str:
@@ -186,8 +194,11 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     if given:
         raise FetalbenchError(f"{' '.join(given)} apply only to --launcher slurm; add "
                               "--launcher slurm or drop them")
+    from fetalbench.engine import Execution
+
     suite = load_suite(args.suite)
-    summary = run_grid(suite, args.data_root, args.out, cache_dir())
+    execution = Execution(**({} if args.threads is None else {"threads": args.threads}))
+    summary = run_grid(suite, args.data_root, args.out, cache_dir(), execution, args.quiet)
     print(
         f"grid {suite.name}: {summary.total} runs, {summary.skipped} already done, "
         f"{summary.succeeded} ran, {summary.failed} failed, {summary.running_elsewhere} "
@@ -208,7 +219,8 @@ def _submit_grid_to_slurm(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)
     options = SlurmOptions(**{name: getattr(args, name) for name in SLURM_OPTIONS})
-    submission = submit_grid(suite, args.data_root, args.out, cache_dir(), options)
+    submission = submit_grid(suite, args.data_root, args.out, cache_dir(), options,
+                             args.threads)
     runs = sum(len(group) for group in submission.groups)
     print(f"grid {suite.name} on Slurm: {submission.total} runs, {submission.skipped} already "
           f"done, {runs} to run in {len(submission.jobs)} job(s)")
@@ -243,6 +255,42 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    """``fetalbench validate``: one line per failing record, then the summary; 1 if any fails."""
+    from fetalbench.validation import validate_paths
+
+    validation = validate_paths(args.paths)
+    for report in validation.failed:
+        print(report.line())
+    print(validation.summary())
+    return 1 if validation.failed else 0
+
+
+def _cmd_records_migrate(args: argparse.Namespace) -> int:
+    """``fetalbench records migrate``: rewrite records made before records were portable."""
+    from fetalbench.migration import migrate_records
+
+    migration = migrate_records(args.paths)
+    print(f"migrated {len(migration.changed)} of {migration.examined} records to the portable "
+          f"form (checkpoints named in the cache, no dataset folder or host); "
+          f"{migration.examined - len(migration.changed)} were already portable")
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from fetalbench.reproduce import format_reproduction, reproduce_record
+
+    failed = 0
+    for path in args.records:
+        reproduction = reproduce_record(path, cache_dir(), args.data_root,
+                                        log=print if args.verbose else lambda _: None)
+        print(format_reproduction(reproduction, args.tolerance))
+        failed += bool(reproduction.differing(args.tolerance))
+    print(f"reproduced {len(args.records)} record(s): {len(args.records) - failed} identical"
+          f"{'' if args.tolerance == 0 else f' within {args.tolerance:g}'}, {failed} differ")
+    return 1 if failed else 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from fetalbench.benchmark.speed import format_measurements, run_benchmarks, save_measurements
     from fetalbench.profiles import get_profile
@@ -259,7 +307,8 @@ def _cmd_methods(_: argparse.Namespace) -> int:
     from fetalbench.methods import METHODS
 
     for name in METHODS:
-        print(f"{name:24s} {METHODS.get(name).description}")
+        description = METHODS.declared_description(name) or METHODS.get(name).description
+        print(f"{name:24s} {description}")
     return 0
 
 
@@ -282,7 +331,14 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
 def _cmd_data_verify(args: argparse.Namespace) -> int:
     from fetalbench.datasets.verify import format_report, verify_dataset
 
-    print(format_report(verify_dataset(args.root)))
+    report = verify_dataset(args.root)
+    print(format_report(report))
+    if report.undecodable:
+        raise FetalbenchError(
+            f"{len(report.undecodable)} of {report.images} images under {args.root} do not "
+            f"decode (listed above); replace them with the dataset's originals, e.g. "
+            f"`fetalbench data download --root DIR` into an empty folder"
+        )
     return 0
 
 
@@ -294,9 +350,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (run, explain, grid, leaderboard, methods, tasks, data, calibrate)."""
+    """The argument parser (run, explain, grid, leaderboard, validate, records, bench, methods,
+    tasks, data, calibrate)."""
     from fetalbench.datasets.sources import DATASETS
-    from fetalbench.methods.api import POOLS, PROTOCOLS
+    from fetalbench.methods.registry import POOLS, PROTOCOLS
     from fetalbench.profiles import PROFILES
 
     parser = OneLineParser(prog="fetalbench", description=__doc__.splitlines()[0])
@@ -333,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--num-nodes", type=_positive_int, default=1,
                      help="train on M nodes (start the command on each, e.g. with srun; "
                      "default 1)")
+    run.add_argument("--threads", type=_positive_int, help=THREADS_HELP)
+    run.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     run.set_defaults(handler=_cmd_run)
 
     explain = commands.add_parser(
@@ -350,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "<dataset>_<task>_<method>_f<fraction>_s<seed>/)")
     explain.add_argument("--per-class", type=_positive_int, default=4,
                          help="Grad-CAM samples per class (default 4)")
+    explain.add_argument("--data-root", type=_input_folder,
+                         help="FETAL_PLANES_DB folder, for a run on the real dataset (records "
+                         "name the dataset, not its folder)")
     explain.set_defaults(handler=_cmd_explain)
 
     grid = commands.add_parser("grid", help="run a suite's grid of runs (resumable)")
@@ -370,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--cpus-per-task", type=_positive_int, help="Slurm CPUs per job")
     grid.add_argument("--wait", action="store_true",
                       help="with --launcher slurm: wait for the jobs and print a summary")
+    grid.add_argument("--threads", type=_positive_int, help=THREADS_HELP)
+    grid.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     grid.set_defaults(handler=_cmd_grid)
 
     board = commands.add_parser("leaderboard", help="write leaderboard.md from the records")
@@ -380,6 +444,36 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--check", action="store_true",
                        help="exit non-zero when the file differs from what the records produce")
     board.set_defaults(handler=_cmd_leaderboard)
+
+    validate = commands.add_parser(
+        "validate", help="check run records before accepting them (hash, numbers, dataset)"
+    )
+    validate.add_argument("paths", nargs="*", type=Path, default=[Path("results")],
+                          metavar="PATH", help="record files or folders (default results/)")
+    validate.set_defaults(handler=_cmd_validate)
+
+    records = commands.add_parser("records", help="maintain run records")
+    records_commands = records.add_subparsers(dest="records_command", required=True,
+                                              parser_class=OneLineParser)
+    migrate = records_commands.add_parser(
+        "migrate", help="rewrite old records in the portable form (relative paths, no host)"
+    )
+    migrate.add_argument("paths", nargs="*", type=Path, default=[Path("results")],
+                         metavar="PATH", help="record files or folders (default results/)")
+    migrate.set_defaults(handler=_cmd_records_migrate)
+
+    reproduce = commands.add_parser(
+        "reproduce", help="rerun records under their recorded conditions and compare metrics"
+    )
+    reproduce.add_argument("records", nargs="+", type=Path, metavar="RECORD",
+                           help="run records (.json) to rerun")
+    reproduce.add_argument("--data-root", type=_input_folder,
+                           help="FETAL_PLANES_DB folder (for records made on it)")
+    reproduce.add_argument("--tolerance", type=float, default=0.0,
+                           help="largest absolute metric difference still counted as "
+                           "identical (default 0: exactly equal)")
+    reproduce.add_argument("--verbose", action="store_true", help="show the reruns' progress")
+    reproduce.set_defaults(handler=_cmd_reproduce)
 
     bench = commands.add_parser(
         "bench", help="measure data pipeline and training-loop speed against a bare PyTorch loop"

@@ -17,7 +17,7 @@ import logging
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,6 +31,7 @@ from fetalbench.augment import LIGHT, UltrasoundAugment
 from fetalbench.checks import check_count
 from fetalbench.metrics import macro_f1
 from fetalbench.profiles import Profile
+from fetalbench.progress import StageProgress
 
 if TYPE_CHECKING:  # the method API imports the built-in methods, which import this module
     from fetalbench.methods.api import Classifier, MethodContext
@@ -46,9 +47,21 @@ warnings.filterwarnings("ignore", ".*sync_dist=True.*")
 _progress_bars = True
 
 
+def default_threads() -> int:
+    """The intra-op thread count of a run not told otherwise: 1 on a machine without a GPU.
+
+    On the CPU the result of a run depends on the thread count (a convolution's backward sums in
+    another order with 2 threads than with 1), so the default is one fixed value rather than
+    whatever the machine has, and records made on any CPU with the default agree with the
+    committed ones. On a GPU machine the CPU only feeds the device: the default is torch's.
+    """
+    return torch.get_num_threads() if torch.cuda.is_available() else 1
+
+
 @dataclass(frozen=True)
 class Execution:
-    """Where one run trains: ``devices`` processes per node on ``num_nodes`` nodes.
+    """Where one run trains: ``devices`` processes per node on ``num_nodes`` nodes, each with
+    ``threads`` intra-op CPU threads (:func:`default_threads`; :meth:`apply_threads` sets it).
 
     One process (the default) uses Lightning's single-device strategy; more use DDP. The global
     batch stays the profile's: each of the ``world_size`` processes takes ``batch //
@@ -57,14 +70,16 @@ class Execution:
     Every rank trains; only global rank 0 holds the run's locks, writes caches and
     checkpoints, tests and writes the record (:func:`launched_rank` tells ranks apart before
     Lightning has set up, ``trainer.is_global_zero`` after). Not part of the spec hash: where a
-    run executed does not change what it is.
+    run executed does not change what it is, though on the CPU the thread count moves its
+    numbers, which is why the record keeps it and ``fetalbench reproduce`` reruns with it.
     """
 
     devices: int = 1
     num_nodes: int = 1
+    threads: int = field(default_factory=default_threads)
 
     def __post_init__(self) -> None:
-        for name in ("devices", "num_nodes"):
+        for name in ("devices", "num_nodes", "threads"):
             check_count(getattr(self, name), name)
 
     @property
@@ -79,7 +94,12 @@ class Execution:
 
     def as_record(self) -> dict:
         """The record's ``execution`` section."""
-        return {"devices": self.devices, "num_nodes": self.num_nodes, "strategy": self.strategy}
+        return {"devices": self.devices, "num_nodes": self.num_nodes, "strategy": self.strategy,
+                "threads": self.threads}
+
+    def apply_threads(self) -> None:
+        """Make this process compute with ``threads`` intra-op threads."""
+        torch.set_num_threads(self.threads)
 
 
 SINGLE_PROCESS = Execution()
@@ -101,7 +121,8 @@ def launched_rank(devices_per_node: int) -> int:
 
 
 def show_progress_bars(enabled: bool) -> None:
-    """Turn Lightning's per-stage progress bars on or off (a grid shows its own overall bar)."""
+    """Turn the per-stage progress (:class:`~fetalbench.progress.StageProgress`) on or off (a
+    grid shows its own overall bar; ``--quiet`` shows only results)."""
     global _progress_bars
     _progress_bars = enabled
 
@@ -139,6 +160,11 @@ class SupervisedModule(ProfiledModule):
         self._positions: list[torch.Tensor] = []
         if freeze_backbone:
             classifier.backbone.requires_grad_(False)
+
+    @property
+    def stage_name(self) -> str:
+        """What the progress line calls this stage."""
+        return "linear probe" if self.freeze_backbone else "fine-tuning"
 
     def on_train_epoch_start(self) -> None:
         if self.freeze_backbone:
@@ -196,10 +222,15 @@ def make_trainer(
     max_steps: int,
     callbacks: list,
     execution: Execution = SINGLE_PROCESS,
+    stage: str = "training",
     **options,
 ) -> pl.Trainer:
     """A Lightning trainer with fetalbench's defaults (no logger files, deterministic), on the
-    devices, nodes and strategy of ``execution``."""
+    devices, nodes and strategy of ``execution``, its progress shown as ``stage`` in optimiser
+    steps (unless switched off by :func:`show_progress_bars`); Lightning's own epoch bars are
+    off."""
+    if _progress_bars:
+        callbacks = [*callbacks, StageProgress(stage)]
     return pl.Trainer(
         accelerator="auto",
         devices=execution.devices,
@@ -212,7 +243,7 @@ def make_trainer(
         deterministic=True,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        **{"enable_progress_bar": _progress_bars, **options},
+        **{"enable_progress_bar": False, **options},
     )
 
 
@@ -296,6 +327,7 @@ def fit_module(
             max_steps,
             [checkpoint],
             execution,
+            module.stage_name,
             max_epochs=-1,
             val_check_interval=interval,
             check_val_every_n_epoch=None,

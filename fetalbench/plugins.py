@@ -24,8 +24,10 @@ warning line on stderr (logger ``fetalbench.plugins``) and everything else keeps
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+from collections.abc import Iterator
 from contextvars import ContextVar
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
@@ -34,6 +36,17 @@ BUILT_INS = ("fetalbench.methods", "fetalbench.tasks")
 
 LOG = logging.getLogger(__name__)
 _loading: ContextVar[str | None] = ContextVar("fetalbench_loading_plugin", default=None)
+
+
+@contextlib.contextmanager
+def loading_built_in() -> Iterator[None]:
+    """Within: what registers is fetalbench's own, even while a plugin loads (a plugin that
+    looks up a declared built-in makes its module register)."""
+    token = _loading.set(None)
+    try:
+        yield
+    finally:
+        _loading.reset(token)
 
 
 def registering_plugin() -> str | None:

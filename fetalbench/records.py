@@ -78,13 +78,30 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux; None where it cannot be read)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines
+                 if line.startswith("model name")), None)
+
+
 def hardware() -> dict:
-    """The machine a run ran on."""
+    """The machine a run ran on: what its numbers can depend on besides the spec and the code.
+
+    ``cpu_capability`` is the instruction set torch's CPU kernels dispatch to (``AVX512``,
+    ``AVX2``, ...): two CPUs of one capability run the same kernels; another capability may
+    round differently.
+    """
     import torch
 
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

@@ -25,6 +25,7 @@ from fetalbench.locks import describe_holder, lock_path, locked
 from fetalbench.methods import METHODS
 from fetalbench.methods.api import POOLS, PROTOCOLS, MethodContext, TaskData
 from fetalbench.metrics import classification_metrics
+from fetalbench.paths import cache_relative
 from fetalbench.profiles import get_profile
 from fetalbench.records import (
     RunSpec,
@@ -128,6 +129,7 @@ def execute_run(
     force: bool = False,
     checkpoint_dir: Path | Literal["cache"] | None = "cache",
     execution: Execution = SINGLE_PROCESS,
+    notice: Callable[[str], None] | None = None,
 ) -> RunOutcome:
     """Run ``request`` and write its record under ``out_dir``; reuse an existing record.
 
@@ -142,7 +144,9 @@ def execute_run(
     The run holds the lock ``<record>.lock`` (:mod:`fetalbench.locks`) from the record check to
     the record write, so two processes never run one spec at once: a run locked by a live
     process raises :class:`~fetalbench.locks.LockedElsewhere`; one left by a dead process is
-    taken over. The record's ``checkpoint_sha256`` lets loaders detect a corrupt checkpoint.
+    taken over, which is said through ``notice`` (default: ``log``), so a grid that silences
+    ``log`` still shows it. The record's ``checkpoint_sha256`` lets loaders detect a corrupt
+    checkpoint.
 
     ``execution`` trains on several devices or nodes (Lightning DDP; the record's ``execution``
     section says how, outside the spec hash). Every rank calls this function; a rank other than
@@ -151,6 +155,7 @@ def execute_run(
     """
     validate_request(request)
     git_revision()
+    execution.apply_threads()
     started = time.perf_counter()
     source = open_source(request.dataset, request.data_root, cache_root)
     identity = source.identity
@@ -166,8 +171,8 @@ def execute_run(
         return RunOutcome(record_path, reused=False, record=None)
     with locked(lock_path(record_path)) as lock:
         if lock.took_over:
-            log(f"taking over the lock of {describe_holder(lock.took_over)}, which is no "
-                f"longer running: {record_path}")
+            (notice or log)(f"taking over the lock of {describe_holder(lock.took_over)}, which "
+                            f"is no longer running: {record_path}")
         if read_record_status(record_path) == "ok" and not force:
             log(f"record exists for this spec, not rerun (use --force to rerun): {record_path}")
             return RunOutcome(record_path, reused=True, record=None)
@@ -233,7 +238,8 @@ def _train_and_record(
     tested = time.perf_counter()
     masks = defining_masks_of_rows(Path(identity.root), rows.iloc[split.test], task.classes,
                                    spec.profile.resolution)
-    explanation = explain_test_set(result.classifier, test_images, labels[split.test], spec.seed,
+    explanation = explain_test_set(result.classifier, test_images, labels[split.test],
+                                   rows.iloc[split.test]["patient"].to_numpy(), spec.seed,
                                    spec.profile.channels_last, masks)
     metrics.update(explanation.metrics())
     explained = time.perf_counter()
@@ -248,10 +254,10 @@ def _train_and_record(
     return new_record(
         spec,
         status="ok",
-        dataset={**identity.__dict__},
+        dataset=identity.as_record(),
         classes=list(task.classes),
         metrics=metrics,
-        checkpoint=None if checkpoint is None else str(checkpoint),
+        checkpoint=None if checkpoint is None else cache_relative(checkpoint, cache_root),
         checkpoint_sha256=checkpoint_sha256,
         method_notes=result.notes,
         execution=execution.as_record(),

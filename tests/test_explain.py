@@ -174,13 +174,29 @@ def test_separated_clusters_score_high_and_random_ones_at_chance() -> None:
     labels = np.repeat(np.arange(3), 30)
     directions = np.eye(16)[:3] * 5
     clustered = directions[labels] + rng.normal(0, 0.3, (90, 16))
-    good = embedding_scores(clustered, labels, seed=0)
+    patients = np.arange(90) // 3  # three images of one class per patient
+    good = embedding_scores(clustered, labels, patients, seed=0)
     assert good.silhouette > 0.5 and good.knn_accuracy == 1.0
-    noise = embedding_scores(rng.normal(0, 1, (90, 16)), labels, seed=0)
+    noise = embedding_scores(rng.normal(0, 1, (90, 16)), labels, patients, seed=0)
     assert abs(noise.silhouette) < 0.1
     assert 0.1 < noise.knn_accuracy < 0.6
-    one_class = embedding_scores(clustered, np.zeros(90, dtype=int), seed=0)
+    one_class = embedding_scores(clustered, np.zeros(90, dtype=int), patients, seed=0)
     assert one_class.silhouette is None and one_class.knn_accuracy is None
+    one_patient = embedding_scores(clustered, labels, np.zeros(90, dtype=int), seed=0)
+    assert one_patient.silhouette == good.silhouette and one_patient.knn_accuracy is None
+
+
+def test_knn_folds_keep_patients_together() -> None:
+    # 90 patients of one class each (30 per class), 6 images per patient. Each embedding is its
+    # patient's random direction plus a little noise: it identifies the patient, not the class.
+    rng = np.random.default_rng(0)
+    patients = np.repeat(np.arange(90), 6)
+    labels = patients % 3
+    embeddings = rng.normal(0, 1, (90, 32))[patients] + rng.normal(0, 0.1, (540, 32))
+    ungrouped = embedding_scores(embeddings, labels, np.arange(540), seed=0)
+    assert ungrouped.knn_accuracy > 0.9  # neighbours: the same patient's other images
+    grouped = embedding_scores(embeddings, labels, patients, seed=0)
+    assert grouped.knn_accuracy < 0.5  # chance is 1/3
 
 
 def test_tsne_and_its_figure_are_deterministic(tmp_path: Path) -> None:

@@ -201,10 +201,29 @@ def test_single_seeds_and_empty_folders_render_without_claims(tmp_path: Path):
         write(tmp_path / "one", *make_record(method, "brain", 1.0, 0, 0.6))
     text = render_leaderboard(load_records(tmp_path / "one"), "fetalbench leaderboard", None)
     assert table_rows(text, "task `brain`")["simclr"] == ["**0.600** (n=1)"]
-    assert "No paired test against `supervised_imagenet` is possible here" in text
+    assert "No paired test against `supervised_imagenet` is possible here: it needs 3" in text
+    assert "Cells with fewer than" not in text
     (tmp_path / "empty").mkdir()
     empty = render_leaderboard(load_records(tmp_path / "empty"), "fetalbench leaderboard", None)
     assert "from 0 run records" in empty and "## FETAL_PLANES_DB: no records yet" in empty
+
+
+def test_cells_with_two_shared_seeds_carry_no_marker_and_the_note_says_why(tmp_path: Path):
+    rng = np.random.default_rng(3)
+    for seed in SEEDS:
+        for fraction in (0.05, 1.0):
+            reference = 0.5 + rng.normal(0, 0.05)
+            write(tmp_path, *make_record("supervised_imagenet", "brain", fraction, seed,
+                                         reference))
+            if fraction == 1.0 or seed < 2:  # two seeds at 5%: differences 0.150 and 0.151
+                write(tmp_path, *make_record("simclr", "brain", fraction, seed,
+                                             reference + 0.15 + seed / 1000))
+    text = render_leaderboard(load_records(tmp_path), "fetalbench leaderboard", None)
+    cells = table_rows(text, "task `brain`")["simclr"]
+    assert cells[0].endswith("(n=2)") and "▲" not in cells[0]
+    assert cells[1].endswith("(n=5) ▲")
+    assert "Holm-corrected over the 1 comparisons in this table" in text
+    assert "Cells with fewer than 3 seeds shared with the reference carry no test." in text
 
 
 def test_hidden_and_temporary_files_are_ignored(tmp_path: Path):

@@ -74,7 +74,7 @@ TASK_PLUGIN = """
 def test_plugin_methods_and_tasks_load_lazily_once(
     fresh_registries: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registered = list(METHODS._entries)
+    registered = list(dict.fromkeys([*METHODS._declared, *METHODS._entries]))  # no plugins yet
     fake_distribution(
         tmp_path, "fetalbench-plugin-fake",
         {"fetalbench.methods": {"fake": "fake_plugin_methods"},

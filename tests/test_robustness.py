@@ -29,6 +29,7 @@ import torch
 from conftest import TINY, write_suite
 from fetalbench import locks
 from fetalbench.atomic import write_atomic
+from fetalbench.augment import STRONG
 from fetalbench.backbones import create_backbone
 from fetalbench.benchmark.grid import run_grid
 from fetalbench.benchmark.suites import load_suite
@@ -38,6 +39,7 @@ from fetalbench.datasets import fetal_planes_db, image_cache
 from fetalbench.datasets.fetal_planes_db import fingerprint, load_catalog, read_metadata
 from fetalbench.datasets.sources import open_source
 from fetalbench.errors import FetalbenchError
+from fetalbench.methods import pretraining
 from fetalbench.methods.api import Classifier, MethodContext, TaskData
 from fetalbench.methods.pretraining import (
     FINE_TUNING_ONLY,
@@ -299,6 +301,19 @@ def pretrain(context: MethodContext) -> dict:
     return pretrain_backbone(context, "simclr", SimCLR, SimCLRSettings(), "random")[1]
 
 
+def test_changing_the_views_or_an_objectives_version_separates_stages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context = tiny_context(tmp_path, [])
+    key, weights, _ = stage_files(context)
+    assert pretraining_key(context, "simclr", "random", SimCLRSettings(), SimCLR.version + 1) != key
+    monkeypatch.setattr(pretraining, "PRETRAINING_AUGMENT",
+                        dataclasses.replace(STRONG, noise_std=STRONG.noise_std + 0.1))
+    changed = pretraining_key(context, "simclr", "random", SimCLRSettings(), SimCLR.version)
+    assert changed != key
+    assert checkpoint_paths(tmp_path, changed)[0] != weights
+
+
 @pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(TINY)])
 def test_a_stage_is_shared_across_fine_tuning_settings_only(field: str, tmp_path: Path) -> None:
     """Changing a profile field gives another stage unless pre-training never reads it."""
@@ -354,14 +369,16 @@ def test_two_grids_on_one_folder_execute_each_run_exactly_once(
                                   stderr=subprocess.PIPE, text=True) for _ in range(2)]
     logs = [process.communicate(timeout=900)[0] for process in processes]  # grid lines: stdout
     assert [process.returncode for process in processes] == [0, 0], logs
-    executed = re.findall(r"executing run ([0-9a-f]{16}) in pid (\d+)", "".join(logs))
+    executed = [(run, process.pid) for log, process in zip(logs, processes, strict=True)
+                for run in re.findall(r"\(run ([0-9a-f]{16})\)", log)]
     assert sorted(run for run, _ in executed) == sorted(expected)  # each run once, by someone
-    pids = {process.pid for process in processes}
+    trained_stages = 0
     for path in out.rglob("*.json"):
         record = json.loads(path.read_text())
-        assert (record["spec_hash"], str(record["executor"]["pid"])) in executed
-        assert record["executor"]["pid"] in pids
-    assert "".join(logs).count("pre-training simclr (random init)") == 1  # the stage lock
+        assert (record["spec_hash"], record["executor"]["pid"]) in executed
+        pretraining = record["method_notes"].get("pretraining")
+        trained_stages += pretraining is not None and not pretraining["reused"]
+    assert trained_stages == 1  # the stage lock: one simclr stage, trained by one grid
     assert outcomes(out) == expected
     assert leftovers(out) == []
 

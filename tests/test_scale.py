@@ -110,8 +110,10 @@ def test_ddp_batches_keep_the_global_batch() -> None:
     assert batches(TensorDataset(torch.zeros(10, 1)), 32, world_size=2).batch_size == 5
     with pytest.raises(FetalbenchError, match="devices must be a whole number"):
         Execution(devices=0)
-    assert Execution(2, 3).as_record() == {"devices": 2, "num_nodes": 3, "strategy": "ddp"}
-    assert Execution().as_record() == {"devices": 1, "num_nodes": 1, "strategy": "auto"}
+    assert Execution(2, 3, threads=1).as_record() == {"devices": 2, "num_nodes": 3,
+                                                      "strategy": "ddp", "threads": 1}
+    assert Execution().as_record() == {"devices": 1, "num_nodes": 1, "strategy": "auto",
+                                       "threads": 1}
 
 
 @pytest.mark.parametrize(
@@ -235,8 +237,8 @@ def test_one_run_on_two_cpu_processes_with_ddp(real_subset_root: Path, tmp_path:
     ).record
 
     assert ddp["status"] == "ok"
-    assert ddp["execution"] == {"devices": 2, "num_nodes": 1, "strategy": "ddp"}
-    assert single["execution"] == {"devices": 1, "num_nodes": 1, "strategy": "auto"}
+    assert ddp["execution"] == {"devices": 2, "num_nodes": 1, "strategy": "ddp", "threads": 1}
+    assert single["execution"] == {"devices": 1, "num_nodes": 1, "strategy": "auto", "threads": 1}
     assert ddp["spec_hash"] == single["spec_hash"] and ddp["spec"] == single["spec"]
     assert set(ddp) == set(single)
     assert keys_of(ddp["metrics"]) == keys_of(single["metrics"])

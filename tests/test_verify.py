@@ -1,11 +1,14 @@
-"""`verify_dataset` on the 57 real images and on copies with planted leaks."""
+"""`verify_dataset` on the 57 real images and on copies with planted leaks or broken PNGs."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import pytest
+
 from conftest import REAL_IMAGES, make_sample_root, real_csv_lines
+from fetalbench.cli import EXIT_USER_ERROR, main
 from fetalbench.datasets.fetal_planes_db import CSV_NAME
 from fetalbench.datasets.verify import SplitCount, format_report, verify_dataset
 
@@ -77,3 +80,39 @@ def test_patient_in_both_splits_is_reported(tmp_path: Path) -> None:
     assert not report.patient_disjoint
     assert report.patients_in_both == (700,)
     assert "patient-disjoint: NO (patients in both: 700)" in format_report(report)
+
+
+def test_a_clean_root_passes(sample_root: Path, capsys) -> None:
+    assert verify_dataset(sample_root).undecodable == ()
+    assert main(["data", "verify", "--root", str(sample_root)]) == 0
+    captured = capsys.readouterr()
+    assert "every image decodes" in captured.out
+    assert captured.err == ""  # no progress bar when stderr is not a terminal
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_truncated_png_fails_naming_the_file(tmp_path: Path, capsys, workers: int) -> None:
+    root = make_sample_root(tmp_path / "root")
+    truncated = root / "Images" / f"{TRAIN_IMAGE}.png"
+    truncated.write_bytes(truncated.read_bytes()[:2000])  # a real PNG cut short: header intact
+    (problem,) = verify_dataset(root, workers).undecodable
+    assert problem.path == str(truncated) and "Truncated" in problem.error
+    assert main(["data", "verify", "--root", str(root)]) == EXIT_USER_ERROR
+    captured = capsys.readouterr()
+    assert f"  {truncated}: OSError: Truncated File Read" in captured.out.splitlines()
+    assert captured.err == (f"fetalbench: error: 1 of 57 images under {root} do not decode (listed "
+                            "above); replace them with the dataset's originals, e.g. `fetalbench "
+                            "data download --root DIR` into an empty folder\n")
+
+
+def test_garbage_named_png_fails_and_every_bad_file_gets_a_line(tmp_path: Path, capsys) -> None:
+    root = make_sample_root(tmp_path / "root")
+    garbage = root / "Images" / f"{TEST_IMAGE}.png"
+    garbage.write_bytes(b"<html>not found</html>")
+    tail = root / "Images" / f"{TRAIN_IMAGE}.png"
+    tail.write_bytes(tail.read_bytes()[:-12])  # only the end chunk is missing: pixels decode
+    assert main(["data", "verify", "--root", str(root)]) == EXIT_USER_ERROR
+    lines = capsys.readouterr().out.splitlines()
+    assert "images that do not decode: 2" in lines
+    assert f"  {garbage}: not an image (Pillow cannot identify its format)" in lines
+    assert sum(line.startswith(f"  {tail}: ") for line in lines) == 1

@@ -13,6 +13,7 @@ running elsewhere, and takes over the lock of a process that died.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from fetalbench.benchmark.suites import Suite
 from fetalbench.datasets.sources import open_source
-from fetalbench.engine import show_progress_bars
+from fetalbench.engine import SINGLE_PROCESS, Execution, show_progress_bars
 from fetalbench.errors import FetalbenchError
 from fetalbench.locks import LockedElsewhere, describe_holder, lock_path, locked
 from fetalbench.records import new_record, read_record_status, write_record
@@ -43,8 +44,11 @@ class GridSummary:
     seconds: float
 
 
-def run_grid(suite: Suite, data_root: Path | None, out_dir: Path, cache_root: Path) -> GridSummary:
-    """Run every missing run of ``suite`` in order; return what was done."""
+def run_grid(suite: Suite, data_root: Path | None, out_dir: Path, cache_root: Path,
+             execution: Execution = SINGLE_PROCESS, quiet: bool = False) -> GridSummary:
+    """Run every missing run of ``suite`` in order, each with ``execution`` (its thread count);
+    return what was done. Prints one line per finished run (and, on a terminal unless
+    ``quiet``, an overall bar)."""
     requests = suite.requests(data_root)
     source = open_source(suite.dataset, data_root, cache_root)
     pending = [r for r in requests
@@ -53,14 +57,17 @@ def run_grid(suite: Suite, data_root: Path | None, out_dir: Path, cache_root: Pa
     show_progress_bars(False)
     succeeded = failed = elsewhere = pretrained = reused = 0
     started = time.perf_counter()
-    progress = tqdm(pending, desc=f"grid {suite.name}", unit="run", dynamic_ncols=True)
+    # a bar on a terminal; in a log (CI, Slurm, nohup) the per-run lines carry the ETA instead
+    progress = tqdm(pending, desc=f"grid {suite.name}", unit="run", dynamic_ncols=True,
+                    disable=quiet or not sys.stderr.isatty())
     progress.write(f"{suite.name}: {len(requests)} runs, {skipped} already done, "
                    f"{len(pending)} to run")
-    for request in progress:
+    for done, request in enumerate(progress):
         name = f"{request.method} {request.task} f={request.fraction:g} s={request.seed}"
         progress.set_postfix_str(name)
         try:
-            outcome = execute_run(request, out_dir, cache_root, log=progress.write)
+            outcome = execute_run(request, out_dir, cache_root, log=lambda _: None,
+                                  execution=execution, notice=progress.write)
         except LockedElsewhere as busy:
             elsewhere += 1
             progress.write(f"running elsewhere ({describe_holder(busy.holder)}), skipped: {name}")
@@ -74,6 +81,10 @@ def run_grid(suite: Suite, data_root: Path | None, out_dir: Path, cache_root: Pa
             skipped += 1
             continue
         succeeded += 1
+        progress.write(f"{name}: macro F1 {outcome.record['metrics']['macro_f1']:.3f} in "
+                       f"{outcome.record['timings']['total_s']:.0f}s (run "
+                       f"{outcome.record['spec_hash']}) [{done + 1}/{len(pending)}, ETA "
+                       f"{eta(started, done + 1, len(pending))}]")
         pretraining = outcome.record["method_notes"].get("pretraining")
         if pretraining is not None:
             pretrained += 1
@@ -84,6 +95,13 @@ def run_grid(suite: Suite, data_root: Path | None, out_dir: Path, cache_root: Pa
                        failed=failed, running_elsewhere=elsewhere,
                        pretraining_runs=pretrained - reused, pretraining_reused=reused,
                        seconds=time.perf_counter() - started)
+
+
+def eta(started: float, done: int, total: int) -> str:
+    """The time left if the remaining ``total - done`` items take as long as the done ones."""
+    seconds = round((time.perf_counter() - started) / max(1, done) * (total - done))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
+        f"{seconds // 60}m{seconds % 60:02d}s")
 
 
 def write_failed_record(request: RunRequest, source, out_dir: Path, error: Exception) -> None:

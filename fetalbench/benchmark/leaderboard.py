@@ -2,11 +2,11 @@
 
 Per (dataset, task) a table of macro F1 by method and label fraction (mean ± std [95% CI] over
 seeds), the best mean per column in bold, and ▲/▼ where a method differs significantly from the
-transfer-learning reference ``supervised_imagenet`` (paired t-test over seeds, Holm-corrected
-within the table). Per dataset a ranking across its complete cells (Friedman and Nemenyi tests,
-Demšar 2006, JMLR 7:1-30). Phantom (synthetic) and FETAL_PLANES_DB results are separate sections
-and never share a table. The text holds no timestamps: the same records give the same bytes, so CI
-can check that the committed file is current.
+transfer-learning reference ``supervised_imagenet`` (paired t-test over the seeds shared with it,
+at least three, Holm-corrected within the table). Per dataset a ranking across its complete cells
+(Friedman and Nemenyi tests, Demšar 2006, JMLR 7:1-30). Phantom (synthetic) and FETAL_PLANES_DB
+results are separate sections and never share a table. The text holds no timestamps: the same
+records give the same bytes, so CI can check that the committed file is current.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from fetalbench.atomic import write_bytes_atomic
 from fetalbench.benchmark import figures
 from fetalbench.benchmark.record_table import DATASETS, EXTRA_METRICS, RecordSet, load_records
 from fetalbench.benchmark.statistics import (
+    MIN_TEST_PAIRS,
     FriedmanResult,
     cell_ranks,
     friedman,
@@ -32,6 +33,7 @@ from fetalbench.benchmark.statistics import (
     mean_ci,
     paired_test,
     posthoc,
+    seed_pairs,
 )
 
 COMMAND = "fetalbench leaderboard"
@@ -82,7 +84,8 @@ def _entry_order(entries: list[str]) -> list[str]:
 
 def summarise_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per (entry, fraction): n, mean, std, CI, and the comparison with the reference
-    of the same protocol (raw and Holm-adjusted p, sign of the mean paired difference)."""
+    of the same protocol (seeds shared with it, raw and Holm-adjusted p, sign of the mean paired
+    difference); ``pairs`` and ``p`` are NA and NaN for the reference itself."""
     cells = []
     for (entry, method, protocol, fraction), group in rows.groupby(
         ["entry", "method", "protocol", "fraction"], sort=True
@@ -91,11 +94,13 @@ def summarise_table(rows: pd.DataFrame) -> pd.DataFrame:
                          & (rows["fraction"] == fraction)]
         scores = group.set_index("seed")["macro_f1"]
         reference_scores = reference.set_index("seed")["macro_f1"]
-        p_value = paired_test(scores, reference_scores) if method != REFERENCE else math.nan
+        compared = method != REFERENCE
         cells.append({"entry": entry, "fraction": fraction, "n": len(group),
-                      **mean_ci(scores)._asdict(), "p": p_value,
+                      **mean_ci(scores)._asdict(),
+                      "pairs": len(seed_pairs(scores, reference_scores)) if compared else pd.NA,
+                      "p": paired_test(scores, reference_scores) if compared else math.nan,
                       "higher": (scores - reference_scores).mean() > 0})
-    summary = pd.DataFrame(cells)
+    summary = pd.DataFrame(cells).astype({"pairs": "Int64"})
     summary["p_holm"] = holm(summary["p"])
     return summary
 
@@ -131,14 +136,18 @@ def _score_notes(rows: pd.DataFrame, summary: pd.DataFrame) -> str:
     if not (rows["method"] == REFERENCE).any():
         significance = f"No `{REFERENCE}` runs here, so no significance test against it."
     elif tests == 0:
-        significance = (f"No paired test against `{REFERENCE}` is possible here: it needs two "
-                        "or more seeds shared with it, with differences that vary.")
+        significance = (f"No paired test against `{REFERENCE}` is possible here: it needs "
+                        f"{MIN_TEST_PAIRS} or more seeds shared with it, with differences that "
+                        "vary.")
     else:
         significance = (
             f"▲/▼: significantly higher/lower than `{REFERENCE}` (same protocol), by a two-sided "
             f"paired t-test over seeds matched by seed, Holm-corrected over the {tests} "
             f"comparisons in this table, alpha {ALPHA}."
         )
+        if (summary["pairs"] < MIN_TEST_PAIRS).any():
+            significance += (f" Cells with fewer than {MIN_TEST_PAIRS} seeds shared with the "
+                             "reference carry no test.")
     setup = "; ".join(
         f"{label} " + ", ".join(f"`{value}`" for value in sorted(rows[column].unique()))
         for label, column in (("profile", "profile"), ("unlabelled pool", "pool"),

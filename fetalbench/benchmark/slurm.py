@@ -48,7 +48,7 @@ from fetalbench.benchmark.grid import write_failed_record
 from fetalbench.benchmark.suites import Suite
 from fetalbench.checks import check_count
 from fetalbench.datasets.sources import open_source
-from fetalbench.engine import show_progress_bars
+from fetalbench.engine import Execution, show_progress_bars
 from fetalbench.errors import FetalbenchError
 from fetalbench.locks import LockedElsewhere
 from fetalbench.records import read_record_status
@@ -151,20 +151,24 @@ def group_requests(requests: list[RunRequest]) -> list[list[RunRequest]]:
     return list(groups.values())
 
 
-def run_group(requests: list[RunRequest], out_dir: Path, cache_root: Path) -> list[RunStatus]:
-    """Run one group's runs in order (the function every Slurm job calls); what happened to each.
+def run_group(requests: list[RunRequest], out_dir: Path, cache_root: Path,
+              threads: int | None = None) -> list[RunStatus]:
+    """Run one group's runs in order (the function every Slurm job calls), each with
+    ``threads`` intra-op threads (None: the default of the node it runs on, decided there);
+    what happened to each.
 
     A run whose record is ``ok`` by now is left alone; one that raises gets a ``failed`` record
     and the group goes on.
     """
     show_progress_bars(False)
+    execution = Execution() if threads is None else Execution(threads=threads)
     source = open_source(requests[0].dataset, requests[0].data_root, cache_root)
     statuses = []
     for request in requests:
         name = (f"{request.method} {request.task} {request.protocol} f={request.fraction:g} "
                 f"s={request.seed}")
         try:
-            outcome = execute_run(request, out_dir, cache_root)
+            outcome = execute_run(request, out_dir, cache_root, execution=execution)
         except LockedElsewhere as busy:
             print(f"running elsewhere, skipped: {name}: {busy}", flush=True)
             statuses.append(RunStatus(request, "running elsewhere", str(busy)))
@@ -184,10 +188,12 @@ def submit_grid(
     out_dir: Path,
     cache_root: Path,
     options: SlurmOptions,
+    threads: int | None = None,
 ) -> SlurmSubmission:
     """Submit one Slurm job per pre-training group with runs left to do; returns at once.
 
-    ``options`` are the command line's; they override the suite's ``[slurm]`` table.
+    ``options`` are the command line's; they override the suite's ``[slurm]`` table. ``threads``
+    is each run's intra-op thread count (None: each node's default).
     """
     if shutil.which("sbatch") is None:
         raise FetalbenchError(
@@ -215,7 +221,7 @@ def submit_grid(
             **options.executor_parameters(),
         )
         jobs = executor.map_array(run_group, groups, [out_dir] * len(groups),
-                                  [cache_root] * len(groups))
+                                  [cache_root] * len(groups), [threads] * len(groups))
     return SlurmSubmission(suite=suite.name, total=len(requests),
                            skipped=len(requests) - len(pending), groups=groups, jobs=jobs,
                            folder=folder)

@@ -93,11 +93,15 @@ def explain_test_set(
     classifier: Classifier,
     images: torch.Tensor,
     labels: np.ndarray,
+    patients: np.ndarray,
     seed: int,
     channels_last: bool,
     masks: np.ndarray | None,
 ) -> RunExplanation:
     """Embedding scores of uint8 test ``images`` and, given ``masks``, the Grad-CAM pointing game.
+
+    ``patients`` holds each image's patient id: the k-NN accuracy is cross-validated in folds
+    that keep a patient's images together (:func:`~fetalbench.explain.embedding.embedding_scores`).
 
     Grad-CAM is taken for each image's true class (``labels``) at the default target layer; the
     tolerance is :func:`~fetalbench.explain.pointing.pointing_tolerance` of the resolution. The
@@ -115,7 +119,8 @@ def explain_test_set(
                         channels_last=channels_last)
         localisation = pointing_game(cams.numpy(), masks[sample],
                                      pointing_tolerance(images.shape[-1]))
-    return RunExplanation(embeddings, embedding_scores(embeddings, labels, seed), localisation)
+    return RunExplanation(embeddings, embedding_scores(embeddings, labels, patients, seed),
+                          localisation)
 
 
 def read_run_record(path: Path) -> dict:
@@ -262,7 +267,8 @@ def explain_run(
     labels = test_rows["label"].to_numpy(dtype=np.int64)
     masks = defining_masks_of_rows(Path(source.identity.root), test_rows, task.classes,
                                    profile.resolution)
-    explanation = explain_test_set(classifier, test_images, labels, spec["seed"],
+    explanation = explain_test_set(classifier, test_images, labels,
+                                   test_rows["patient"].to_numpy(), spec["seed"],
                                    profile.channels_last, masks)
     predictions = predict(classifier, test_images, profile.channels_last)
     sample = sample_per_class(labels, per_class, spec["seed"])

@@ -1,37 +1,53 @@
 """Methods: registered recipes that turn a task's data into a trained classifier.
 
-Importing this package registers the built-in methods: the supervised baselines, the paper's
-SimCLR strategies (pre-training and dual task) and the solo-learn family of self-supervised
-baselines, each with random and ImageNet initialisation.
+The built-in methods are declared here (name, module, one-line description) and imported the
+first time one is looked up, so listing them needs neither torch nor lightly: the supervised
+baselines, the paper's SimCLR strategies (pre-training and dual task) and the solo-learn family of
+self-supervised baselines, each with random and ImageNet initialisation. This table is the one
+place a built-in's description is written; its module registers it without one.
 """
 
-from fetalbench.methods import (
-    barlow_twins,
-    byol,
-    dino,
-    dual_task,
-    mocov3,
-    nnclr,
-    simclr,
-    simsiam,
-    supervised,
-    swav,
-    vicreg,
-)
-from fetalbench.methods.api import METHODS, register_method
+from fetalbench.methods.registry import METHODS, register_method
 
-__all__ = [
-    "METHODS",
-    "barlow_twins",
-    "byol",
-    "dino",
-    "dual_task",
-    "mocov3",
-    "nnclr",
-    "register_method",
-    "simclr",
-    "simsiam",
-    "supervised",
-    "swav",
-    "vicreg",
-]
+BUILT_IN_METHODS: tuple[tuple[str, str, str], ...] = (
+    ("supervised_scratch", "supervised", "random init, trained on the labelled fraction only"),
+    ("supervised_imagenet", "supervised",
+     "ImageNet init, fine-tuned on the labelled fraction (transfer learning)"),
+    ("simclr", "simclr", "SimCLR contrastive pre-training (NT-Xent); random init"),
+    ("simclr_imagenet", "simclr", "SimCLR contrastive pre-training (NT-Xent); imagenet init"),
+    ("dual_task", "dual_task",
+     "end-to-end cross-entropy + SimCLR NT-Xent (dual task); random init"),
+    ("dual_task_imagenet", "dual_task",
+     "end-to-end cross-entropy + SimCLR NT-Xent (dual task); ImageNet init"),
+    ("byol", "byol", "BYOL: predict a momentum target's projection, no negatives; random init"),
+    ("byol_imagenet", "byol",
+     "BYOL: predict a momentum target's projection, no negatives; imagenet init"),
+    ("barlow_twins", "barlow_twins",
+     "Barlow Twins: cross-correlation of the views towards the identity; random init"),
+    ("barlow_twins_imagenet", "barlow_twins",
+     "Barlow Twins: cross-correlation of the views towards the identity; imagenet init"),
+    ("vicreg", "vicreg", "VICReg: variance, invariance and covariance regularisation; random init"),
+    ("vicreg_imagenet", "vicreg",
+     "VICReg: variance, invariance and covariance regularisation; imagenet init"),
+    ("mocov3", "mocov3", "MoCo v3: contrast queries against a momentum key encoder; random init"),
+    ("mocov3_imagenet", "mocov3",
+     "MoCo v3: contrast queries against a momentum key encoder; imagenet init"),
+    ("simsiam", "simsiam", "SimSiam: siamese prediction with stop-gradient; random init"),
+    ("simsiam_imagenet", "simsiam",
+     "SimSiam: siamese prediction with stop-gradient; imagenet init"),
+    ("dino", "dino", "DINO: self-distillation from a momentum teacher; random init"),
+    ("dino_imagenet", "dino", "DINO: self-distillation from a momentum teacher; imagenet init"),
+    ("swav", "swav",
+     "SwAV: swapped prediction of Sinkhorn-balanced prototype assignments; random init"),
+    ("swav_imagenet", "swav",
+     "SwAV: swapped prediction of Sinkhorn-balanced prototype assignments; imagenet init"),
+    ("nnclr", "nnclr", "NNCLR: nearest neighbours from a support set as positives; random init"),
+    ("nnclr_imagenet", "nnclr",
+     "NNCLR: nearest neighbours from a support set as positives; imagenet init"),
+)
+"""(name, module under ``fetalbench.methods``, description) of every built-in method."""
+
+for _name, _module, _description in BUILT_IN_METHODS:
+    METHODS.declare(_name, f"fetalbench.methods.{_module}", _description)
+
+__all__ = ["BUILT_IN_METHODS", "METHODS", "register_method"]

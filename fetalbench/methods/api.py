@@ -24,11 +24,17 @@ import torch
 from torch import nn
 
 from fetalbench.engine import SINGLE_PROCESS, Execution
+from fetalbench.methods.registry import (
+    METHODS,
+    POOLS,
+    PROTOCOLS,
+    Method,
+    register_method,
+)
 from fetalbench.profiles import Profile
-from fetalbench.registry import Registry
 
-PROTOCOLS = ("finetune", "linear")
-POOLS = ("task", "dataset")
+__all__ = ["METHODS", "POOLS", "PROTOCOLS", "Classifier", "Method", "MethodContext",
+           "MethodResult", "TaskData", "register_method"]
 
 
 @dataclass(frozen=True)
@@ -92,41 +98,3 @@ class MethodResult:
 
     classifier: Classifier
     notes: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Method:
-    """A registered method."""
-
-    name: str
-    description: str
-    train: Callable[[MethodContext], MethodResult]
-    protocols: tuple[str, ...] = PROTOCOLS
-    pretrains: bool = False
-
-
-METHODS: Registry[Method] = Registry("method", entry_point_group="fetalbench.methods")
-
-
-def register_method(
-    name: str,
-    description: str,
-    protocols: tuple[str, ...] = PROTOCOLS,
-    pretrains: bool = False,
-) -> Callable[[Callable[[MethodContext], MethodResult]], Callable[[MethodContext], MethodResult]]:
-    """Decorator that registers ``train`` as the method ``name`` with a one-line description.
-
-    ``protocols`` lists the downstream protocols the method supports (an end-to-end method has
-    only ``finetune``); grids skip the others and ``fetalbench run`` refuses them. ``pretrains``
-    says the method has a label-free stage shared across fractions (reported by benchmarks).
-    """
-
-    def decorate(
-        train: Callable[[MethodContext], MethodResult],
-    ) -> Callable[[MethodContext], MethodResult]:
-        METHODS.register(
-            name, Method(name, description, train, protocols, pretrains), train.__module__
-        )
-        return train
-
-    return decorate

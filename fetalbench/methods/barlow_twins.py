@@ -44,5 +44,4 @@ register_two_stage(
     "barlow_twins",
     BarlowTwins,
     {"quick": BarlowTwinsSettings(), "paper": BarlowTwinsSettings(projector_dim=4096)},
-    "Barlow Twins: cross-correlation of the views towards the identity",
 )

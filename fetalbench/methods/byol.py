@@ -58,5 +58,4 @@ register_two_stage(
     "byol",
     BYOL,
     {"quick": BYOLSettings(), "paper": BYOLSettings(hidden_dim=4096)},
-    "BYOL: predict a momentum target's projection, no negatives",
 )

@@ -120,5 +120,4 @@ register_two_stage(
     "dino",
     DINO,
     dino_settings,
-    "DINO: self-distillation from a momentum teacher",
 )

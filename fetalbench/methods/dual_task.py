@@ -56,6 +56,8 @@ class DualTaskModule(SupervisedModule):
         self.contrastive_weight = settings.contrastive_weight
         self.strong_augment = UltrasoundAugment(STRONG)
 
+    stage_name = "dual task"
+
     def training_step(self, batch: dict, _: int) -> torch.Tensor:
         supervised = self.supervised_loss(batch["labelled"])
         (images,) = batch["unlabelled"]
@@ -83,17 +85,11 @@ def train_dual_task(context: MethodContext, init: str) -> MethodResult:
                                      "dual_task_settings": asdict(settings), **notes})
 
 
-@register_method(
-    "dual_task", "end-to-end cross-entropy + SimCLR NT-Xent (dual task); random init",
-    protocols=("finetune",),
-)
+@register_method("dual_task", protocols=("finetune",))
 def dual_task(context: MethodContext) -> MethodResult:
     return train_dual_task(context, "random")
 
 
-@register_method(
-    "dual_task_imagenet", "end-to-end cross-entropy + SimCLR NT-Xent (dual task); ImageNet init",
-    protocols=("finetune",),
-)
+@register_method("dual_task_imagenet", protocols=("finetune",))
 def dual_task_imagenet(context: MethodContext) -> MethodResult:
     return train_dual_task(context, "imagenet")

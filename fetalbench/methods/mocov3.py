@@ -104,5 +104,4 @@ register_two_stage(
     "mocov3",
     MoCoV3,
     {"quick": MoCoV3Settings(), "paper": MoCoV3Settings(hidden_dim=4096)},
-    "MoCo v3: contrast queries against a momentum key encoder",
 )

@@ -77,5 +77,4 @@ register_two_stage(
     "nnclr",
     NNCLR,
     nnclr_settings,
-    "NNCLR: nearest neighbours from a support set as positives",
 )

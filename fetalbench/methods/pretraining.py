@@ -100,7 +100,8 @@ def pretraining_key(context: MethodContext, objective_name: str, init: str,
     added to :class:`~fetalbench.profiles.Profile` later (as ``channels_last`` once was missed,
     whose other convolution kernels round differently) separates stages by default instead of
     reusing a stage trained otherwise. The augmentation settings and the objective's
-    ``version`` are in the key, so editing the views or an objective's code trains anew.
+    ``version`` are in the key, so editing the views or an objective's code trains anew, and so
+    is the intra-op thread count, on which a stage trained on the CPU depends.
     """
     profile = {k: v for k, v in asdict(context.profile).items() if k not in FINE_TUNING_ONLY}
     key = {
@@ -112,6 +113,7 @@ def pretraining_key(context: MethodContext, objective_name: str, init: str,
         "dataset_fingerprint": context.dataset_fingerprint,
         "seed": context.seed,
         "unlabelled_pool": context.pool,
+        "threads": context.execution.threads,
         "settings": asdict(settings),
         "profile": profile,
     }
@@ -217,11 +219,12 @@ def _cached_or_trained(
     name: str, objective_class: type[Objective], settings: object, init: str,
 ) -> tuple[GrayscaleBackbone, dict]:
     """The stage's backbone from a verified checkpoint, or trained now and saved (lock held)."""
+    checkpoint = weights_path.relative_to(context.cache_root).as_posix()  # as records name it
     cached = load_cached_backbone(backbone, context.cache_root, key, context.log)
     if cached is not None:
         context.log(f"pre-training: reused checkpoint {weights_path} "
                     f"(saved {cached['seconds']:.0f}s of {name})")
-        return backbone, {"reused": True, "checkpoint": str(weights_path), **cached["result"]}
+        return backbone, {"reused": True, "checkpoint": checkpoint, **cached["result"]}
     context.log(f"pre-training {name} ({init} init) for {context.profile.pretrain_steps} steps "
                 f"on {len(context.data.unlabelled_images)} unlabelled images")
     objective = objective_class(backbone, settings)
@@ -230,7 +233,7 @@ def _cached_or_trained(
                      context.profile.pretrain_batch_size, context.execution.world_size)
     started = time.perf_counter()
     trainer = make_trainer(context.profile, context.profile.pretrain_steps, [], context.execution,
-                           max_epochs=-1, enable_checkpointing=False)
+                           f"pre-training {name}", max_epochs=-1, enable_checkpointing=False)
     trainer.fit(module, loader)
     seconds = time.perf_counter() - started
     result = {"final_loss": float(trainer.callback_metrics["ssl_loss"]),
@@ -238,7 +241,7 @@ def _cached_or_trained(
     backbone = objective.backbone.cpu()
     if trainer.is_global_zero:
         save_backbone(backbone, context.cache_root, key, {"seconds": seconds, "result": result})
-    return backbone, {"reused": False, "checkpoint": str(weights_path), "seconds": seconds,
+    return backbone, {"reused": False, "checkpoint": checkpoint, "seconds": seconds,
                       **result}
 
 
@@ -259,21 +262,24 @@ def register_two_stage(
     name: str,
     objective_class: type[Objective],
     settings: Mapping[str, object] | SettingsRule,
-    summary: str,
+    summary: str | None = None,
 ) -> None:
     """Register ``name`` (random init) and ``name_imagenet`` (ImageNet init) for an objective.
 
     Both pre-train with the objective on the unlabelled pool, then run the downstream protocol
     (fine-tune, or linear probe on the frozen backbone) on the labelled fraction. ``settings``
     is a rule ``(profile, pool_size) -> settings`` (sizes such as a support set or a number of
-    prototypes depend on the pool), or a mapping from profile names to settings.
+    prototypes depend on the pool), or a mapping from profile names to settings. ``summary``
+    describes the method (``"<summary>; <init> init"``); a built-in declared in
+    :mod:`fetalbench.methods` leaves it out.
     """
     rule = settings_rule(settings)
     for init in ("random", "imagenet"):
         method_name = name if init == "random" else f"{name}_imagenet"
         train = _two_stage_trainer(name, objective_class, rule, init)
         train.__module__ = objective_class.__module__
-        register_method(method_name, f"{summary}; {init} init", pretrains=True)(train)
+        description = None if summary is None else f"{summary}; {init} init"
+        register_method(method_name, description, pretrains=True)(train)
 
 
 def _two_stage_trainer(

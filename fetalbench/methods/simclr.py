@@ -55,5 +55,5 @@ def simclr_settings(profile: Profile, _pool_size: int = 0) -> SimCLRSettings:
 
 
 register_two_stage(
-    "simclr", SimCLR, simclr_settings, "SimCLR contrastive pre-training (NT-Xent)"
+    "simclr", SimCLR, simclr_settings
 )

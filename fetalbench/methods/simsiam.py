@@ -49,5 +49,4 @@ register_two_stage(
         "quick": SimSiamSettings(),
         "paper": SimSiamSettings(projector_dim=2048, predictor_hidden_dim=512),
     },
-    "SimSiam: siamese prediction with stop-gradient",
 )

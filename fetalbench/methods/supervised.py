@@ -21,13 +21,11 @@ def train_supervised(context: MethodContext, init: str) -> MethodResult:
     return MethodResult(classifier, {"init": init, "weights": backbone.weights_source, **notes})
 
 
-@register_method("supervised_scratch", "random init, trained on the labelled fraction only")
+@register_method("supervised_scratch")
 def supervised_scratch(context: MethodContext) -> MethodResult:
     return train_supervised(context, "random")
 
 
-@register_method(
-    "supervised_imagenet", "ImageNet init, fine-tuned on the labelled fraction (transfer learning)"
-)
+@register_method("supervised_imagenet")
 def supervised_imagenet(context: MethodContext) -> MethodResult:
     return train_supervised(context, "imagenet")

@@ -138,5 +138,4 @@ register_two_stage(
     "swav",
     SwAV,
     swav_settings,
-    "SwAV: swapped prediction of Sinkhorn-balanced prototype assignments",
 )

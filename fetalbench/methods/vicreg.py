@@ -51,5 +51,4 @@ register_two_stage(
     "vicreg",
     VICReg,
     {"quick": VICRegSettings(), "paper": VICRegSettings(expander_dim=4096)},
-    "VICReg: variance, invariance and covariance regularisation",
 )
