@@ -48,23 +48,17 @@ see :mod:`fetalbench.plugins` for the rule, and ``docs/adding-a-method.md`` for 
 of the example plugin (RotNet) in ``examples/fetalbench-plugin-example``.
 """
 
-from fetalbench.augment import LIGHT, STRONG, AugmentSettings, UltrasoundAugment
-from fetalbench.backbones import GrayscaleBackbone, create_backbone
-from fetalbench.engine import fit_classifier
+from fetalbench.data.tasks import TASKS, Task, register_task
 from fetalbench.errors import FetalbenchError
-from fetalbench.methods.api import (
-    METHODS,
-    Classifier,
-    MethodContext,
-    MethodResult,
-    TaskData,
-    register_method,
-)
+from fetalbench.methods.api import Classifier, MethodContext, MethodResult, TaskData
+from fetalbench.methods.augment import LIGHT, STRONG, AugmentSettings, UltrasoundAugment
+from fetalbench.methods.backbones import GrayscaleBackbone, create_backbone
+from fetalbench.methods.engine import fit_classifier
 from fetalbench.methods.objective import Objective, momentum_copy, momentum_step
 from fetalbench.methods.pretraining import register_two_stage
-from fetalbench.metrics import classification_metrics
+from fetalbench.methods.registry import METHODS, register_method
 from fetalbench.profiles import Profile
-from fetalbench.tasks import TASKS, Task, register_task
+from fetalbench.runs.metrics import classification_metrics
 
 __all__ = [
     "LIGHT",

@@ -106,7 +106,7 @@ def _input_folder(text: str) -> Path:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from fetalbench.run import RunRequest, execute_run
+    from fetalbench.runs.execute import RunRequest, execute_run
 
     request = RunRequest(
         method=args.method,
@@ -119,12 +119,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         pool=args.pool,
         profile=args.profile,
     )
-    from fetalbench.checkpoints import CHECKPOINTS_DIR
+    from fetalbench.runs.checkpoints import CHECKPOINTS_DIR
 
     checkpoint_dir = None if args.no_checkpoint else (
         args.checkpoint_dir or cache_dir() / CHECKPOINTS_DIR
     )
-    from fetalbench.engine import Execution, show_progress_bars
+    from fetalbench.methods.engine import show_progress_bars
+    from fetalbench.methods.execution import Execution
 
     execution = Execution(args.devices, args.num_nodes,
                           **({} if args.threads is None else {"threads": args.threads}))
@@ -184,8 +185,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_grid(args: argparse.Namespace) -> int:
-    from fetalbench.benchmark.grid import run_grid
-    from fetalbench.benchmark.suites import load_suite
+    from fetalbench.orchestrate.grid import run_grid
+    from fetalbench.orchestrate.suites import load_suite
 
     if args.launcher == "slurm":
         return _submit_grid_to_slurm(args)
@@ -194,7 +195,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     if given:
         raise FetalbenchError(f"{' '.join(given)} apply only to --launcher slurm; add "
                               "--launcher slurm or drop them")
-    from fetalbench.engine import Execution
+    from fetalbench.methods.execution import Execution
 
     suite = load_suite(args.suite)
     execution = Execution(**({} if args.threads is None else {"threads": args.threads}))
@@ -214,8 +215,8 @@ SLURM_OPTIONS = ("partition", "gpus_per_node", "time", "mem", "cpus_per_task")
 
 def _submit_grid_to_slurm(args: argparse.Namespace) -> int:
     """``grid --launcher slurm``: submit one job per pre-training group; with --wait, block."""
-    from fetalbench.benchmark.slurm import SlurmOptions, submit_grid, wait_for_jobs
-    from fetalbench.benchmark.suites import load_suite
+    from fetalbench.orchestrate.slurm import SlurmOptions, submit_grid, wait_for_jobs
+    from fetalbench.orchestrate.suites import load_suite
 
     suite = load_suite(args.suite)
     options = SlurmOptions(**{name: getattr(args, name) for name in SLURM_OPTIONS})
@@ -240,7 +241,7 @@ def _submit_grid_to_slurm(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from fetalbench.benchmark.leaderboard import check_leaderboard, write_leaderboard
+    from fetalbench.report.leaderboard import check_leaderboard, write_leaderboard
 
     if args.check:
         if not check_leaderboard(args.results, args.output):
@@ -257,7 +258,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     """``fetalbench validate``: one line per failing record, then the summary; 1 if any fails."""
-    from fetalbench.validation import validate_paths
+    from fetalbench.runs.validation import validate_paths
 
     validation = validate_paths(args.paths)
     for report in validation.failed:
@@ -268,7 +269,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_records_migrate(args: argparse.Namespace) -> int:
     """``fetalbench records migrate``: rewrite records made before records were portable."""
-    from fetalbench.migration import migrate_records
+    from fetalbench.runs.migration import migrate_records
 
     migration = migrate_records(args.paths)
     print(f"migrated {len(migration.changed)} of {migration.examined} records to the portable "
@@ -278,7 +279,7 @@ def _cmd_records_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from fetalbench.reproduce import format_reproduction, reproduce_record
+    from fetalbench.runs.reproduce import format_reproduction, reproduce_record
 
     failed = 0
     for path in args.records:
@@ -292,7 +293,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from fetalbench.benchmark.speed import format_measurements, run_benchmarks, save_measurements
+    from fetalbench.devtools.bench import format_measurements, run_benchmarks, save_measurements
     from fetalbench.profiles import get_profile
 
     profile = get_profile(args.profile)
@@ -313,7 +314,7 @@ def _cmd_methods(_: argparse.Namespace) -> int:
 
 
 def _cmd_tasks(_: argparse.Namespace) -> int:
-    from fetalbench.tasks import TASKS
+    from fetalbench.data.tasks import TASKS
 
     for name in TASKS:
         task = TASKS.get(name)
@@ -322,14 +323,14 @@ def _cmd_tasks(_: argparse.Namespace) -> int:
 
 
 def _cmd_data_download(args: argparse.Namespace) -> int:
-    from fetalbench.datasets.download import download_dataset
+    from fetalbench.data.download import download_dataset
 
     download_dataset(args.root)
     return 0
 
 
 def _cmd_data_verify(args: argparse.Namespace) -> int:
-    from fetalbench.datasets.verify import format_report, verify_dataset
+    from fetalbench.data.verify import format_report, verify_dataset
 
     report = verify_dataset(args.root)
     print(format_report(report))
@@ -343,7 +344,7 @@ def _cmd_data_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from fetalbench.calibration import calibrate, format_calibration
+    from fetalbench.data.phantom.calibration import calibrate, format_calibration
 
     print(format_calibration(calibrate(cache_dir(), args.resolution, args.seed)))
     return 0
@@ -352,7 +353,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (run, explain, grid, leaderboard, validate, records, bench, methods,
     tasks, data, calibrate)."""
-    from fetalbench.datasets.sources import DATASETS
+    from fetalbench.data.sources import DATASETS
     from fetalbench.methods.registry import POOLS, PROTOCOLS
     from fetalbench.profiles import PROFILES
 

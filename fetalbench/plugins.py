@@ -32,7 +32,7 @@ from contextvars import ContextVar
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 
-BUILT_INS = ("fetalbench.methods", "fetalbench.tasks")
+BUILT_INS = ("fetalbench.methods", "fetalbench.data.tasks")
 
 LOG = logging.getLogger(__name__)
 _loading: ContextVar[str | None] = ContextVar("fetalbench_loading_plugin", default=None)

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from fetalbench.datasets.phantom import PhantomRecord, PhantomSettings, plan_phantom, render
+from fetalbench.data.phantom.render import PhantomRecord, PhantomSettings, plan_phantom, render
 
 REPO = Path(__file__).resolve().parent.parent
 CLASSES = (

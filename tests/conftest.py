@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fetalbench.datasets.fetal_planes_db import CSV_NAME
+from fetalbench.data.fetal_planes_db import CSV_NAME
 from fetalbench.profiles import PROFILES
 
 # The official CSV and 57 real images (halved, grayscale), with their licence: tests/data/README.md.

@@ -20,10 +20,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import TensorDataset
 
-from fetalbench.backbones import create_backbone
-from fetalbench.engine import Execution, batches, make_trainer, show_progress_bars
+from fetalbench.methods.backbones import create_backbone
 from fetalbench.methods.byol import BYOL, BYOLSettings
 from fetalbench.methods.dino import DINO, dino_settings
+from fetalbench.methods.engine import batches, make_trainer, show_progress_bars
+from fetalbench.methods.execution import Execution
 from fetalbench.methods.mocov3 import MoCoV3, MoCoV3Settings
 from fetalbench.methods.nnclr import NNCLR, nnclr_settings
 from fetalbench.methods.objective import Objective

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fetalbench import backbones
 from fetalbench.errors import FetalbenchError
+from fetalbench.methods import backbones
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REAL_CSV, real_csv_lines
-from fetalbench.datasets.fetal_planes_db import CSV_NAME, load_catalog, read_metadata
+from fetalbench.data.fetal_planes_db import CSV_NAME, load_catalog, read_metadata
 from fetalbench.errors import FetalbenchError
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REAL_IMAGES, real_csv_lines
-from fetalbench.datasets import download
-from fetalbench.datasets.download import download_dataset, safe_extract
-from fetalbench.datasets.fetal_planes_db import CSV_NAME, load_catalog
+from fetalbench.data import download
+from fetalbench.data.download import download_dataset, safe_extract
+from fetalbench.data.fetal_planes_db import CSV_NAME, load_catalog
 from fetalbench.errors import FetalbenchError
 
 ARCHIVE = "FETAL_PLANES_ZENODO.zip"

@@ -13,10 +13,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from fetalbench.backbones import GrayscaleBackbone, create_backbone
-from fetalbench.checkpoints import load_classifier
 from fetalbench.cli import main
-from fetalbench.datasets.phantom import (
+from fetalbench.data.phantom.render import (
     DEFINING_STRUCTURES,
     LEGEND,
     PhantomSettings,
@@ -34,7 +32,9 @@ from fetalbench.explain.pointing import (
     pointing_tolerance,
 )
 from fetalbench.methods.api import Classifier
-from fetalbench.run import RunRequest, execute_run
+from fetalbench.methods.backbones import GrayscaleBackbone, create_backbone
+from fetalbench.runs.checkpoints import load_classifier
+from fetalbench.runs.execute import RunRequest, execute_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

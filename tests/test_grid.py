@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from conftest import write_suite
-from fetalbench.benchmark.grid import run_grid
-from fetalbench.benchmark.suites import available_suites, load_suite
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods import METHODS
+from fetalbench.orchestrate.grid import run_grid
+from fetalbench.orchestrate.suites import available_suites, load_suite
 
 
 def test_built_in_suites_load_and_meet_their_brief() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fetalbench.datasets import image_cache
-from fetalbench.datasets.fetal_planes_db import fingerprint, load_catalog
+from fetalbench.data import image_cache
+from fetalbench.data.fetal_planes_db import fingerprint, load_catalog
 from fetalbench.errors import FetalbenchError
 
 

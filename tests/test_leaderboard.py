@@ -11,17 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fetalbench.benchmark.leaderboard import (
+from fetalbench.data.fetal_planes_db import OFFICIAL_CSV_SHA256, OFFICIAL_TEST_IMAGES
+from fetalbench.errors import FetalbenchError
+from fetalbench.profiles import PROFILES
+from fetalbench.report.leaderboard import (
     check_leaderboard,
     render_leaderboard,
     write_leaderboard,
 )
-from fetalbench.benchmark.record_table import load_records
-from fetalbench.datasets.fetal_planes_db import OFFICIAL_CSV_SHA256, OFFICIAL_TEST_IMAGES
-from fetalbench.errors import FetalbenchError
-from fetalbench.metrics import classification_metrics
-from fetalbench.profiles import PROFILES
-from fetalbench.records import RunSpec, write_record
+from fetalbench.report.record_table import load_records
+from fetalbench.runs.metrics import classification_metrics
+from fetalbench.runs.records import RunSpec, write_record
 
 CLASSES = {"brain": ["Trans-thalamic", "Trans-cerebellum", "Trans-ventricular"],
            "planes": ["Fetal abdomen", "Fetal brain", "Fetal femur", "Fetal thorax",

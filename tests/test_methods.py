@@ -14,7 +14,7 @@ import torch
 from conftest import TINY
 from fetalbench.methods import METHODS
 from fetalbench.methods.api import MethodContext, TaskData
-from fetalbench.run import RunRequest, execute_run
+from fetalbench.runs.execute import RunRequest, execute_run
 
 ONE_STEP = TINY.__class__(**{**TINY.__dict__, "name": "one-step", "downstream_steps": 1,
                              "validations": 1, "pretrain_steps": 1, "batch_size": 4,

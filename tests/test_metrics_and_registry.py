@@ -7,8 +7,8 @@ import pytest
 
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods import METHODS
-from fetalbench.metrics import classification_metrics
 from fetalbench.registry import Registry
+from fetalbench.runs.metrics import classification_metrics
 
 
 def test_metrics_by_hand() -> None:

@@ -13,9 +13,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import REAL_IMAGES, TINY
-from fetalbench.augment import LIGHT, STRONG, UltrasoundAugment
-from fetalbench.datasets import image_cache
-from fetalbench.engine import InMemoryDataset, batches, to_float
+from fetalbench.data import image_cache
+from fetalbench.methods.augment import LIGHT, STRONG, UltrasoundAugment
+from fetalbench.methods.engine import InMemoryDataset, batches, to_float
 
 IMAGES, BATCH, SIDE = 512, 64, 64
 

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fetalbench.datasets import phantom
-from fetalbench.datasets.phantom import (
+from fetalbench.data.phantom import render as phantom
+from fetalbench.data.phantom.render import (
     DEFINING_STRUCTURES,
     GENERATOR_VERSION,
     LEGEND,
@@ -255,7 +255,7 @@ def test_killed_generation_leaves_no_finished_looking_folder(tmp_path: Path) -> 
     settings = PhantomSettings(n_images=400, seed=2, width=96, height=64)
     script = (
         "import sys; from pathlib import Path; "
-        "from fetalbench.datasets.phantom import PhantomSettings, ensure_phantom; "
+        "from fetalbench.data.phantom.render import PhantomSettings, ensure_phantom; "
         f"ensure_phantom(Path(sys.argv[1]), PhantomSettings(**{asdict(settings)!r}), workers=1)"
     )
     process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)])

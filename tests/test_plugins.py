@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from fetalbench.data.tasks import TASKS
 from fetalbench.errors import FetalbenchError
-from fetalbench.methods import METHODS
-from fetalbench.run import RunRequest, execute_run
-from fetalbench.tasks import TASKS
+from fetalbench.methods import BUILT_IN_METHODS, METHODS
+from fetalbench.runs.execute import RunRequest, execute_run
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fetalbench-plugin-example"
 PLUGIN_MODULES = ("fake_plugin", "fetalbench_plugin_example")
@@ -45,13 +45,20 @@ def fake_distribution(
 
 @pytest.fixture
 def fresh_registries(monkeypatch: pytest.MonkeyPatch):
-    """Copies of the method and task registries whose plugins are not loaded yet."""
+    """Copies of the method and task registries whose plugins are not loaded yet.
+
+    A built-in method module first imported during the test registered into the copy only, so
+    it is forgotten afterwards and registers into the real registry when next looked up.
+    """
+    imported = set(sys.modules)
     for registry in (METHODS, TASKS):
         monkeypatch.setattr(registry, "_entries", dict(registry._entries))
         monkeypatch.setattr(registry, "_sources", dict(registry._sources))
         monkeypatch.setattr(registry, "_plugins_loaded", False)
     yield
-    for module in [m for m in sys.modules if m.startswith(PLUGIN_MODULES)]:
+    built_ins = {f"fetalbench.methods.{module}" for _, module, _ in BUILT_IN_METHODS}
+    for module in [m for m in sys.modules if m.startswith(PLUGIN_MODULES)
+                   or (m in built_ins and m not in imported)]:
         del sys.modules[module]
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import write_suite
 from fetalbench.cli import main
-from fetalbench.progress import LINES_PER_STAGE
+from fetalbench.methods.progress import LINES_PER_STAGE
 
 
 def run_command(root: Path, out: Path, *extra: str) -> list[str]:
@@ -61,7 +61,7 @@ def test_a_grid_prints_one_line_per_finished_run(
 
 
 def test_stage_progress_on_a_terminal_is_one_bar() -> None:
-    from fetalbench.progress import StageProgress
+    from fetalbench.methods.progress import StageProgress
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

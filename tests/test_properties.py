@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from fetalbench.datasets.fetal_planes_db import (
+from fetalbench.data.fetal_planes_db import (
     BRAIN_PLANES,
     COLUMNS,
     CSV_NAME,
@@ -27,8 +27,8 @@ from fetalbench.datasets.fetal_planes_db import (
     PLANES,
     read_metadata,
 )
+from fetalbench.data.splits import nested_labelled_subsets, split_task
 from fetalbench.errors import FetalbenchError
-from fetalbench.splits import nested_labelled_subsets, split_task
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

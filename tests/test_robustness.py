@@ -27,20 +27,15 @@ import pytest
 import torch
 
 from conftest import TINY, write_suite
-from fetalbench import locks
-from fetalbench.atomic import write_atomic
-from fetalbench.augment import STRONG
-from fetalbench.backbones import create_backbone
-from fetalbench.benchmark.grid import run_grid
-from fetalbench.benchmark.suites import load_suite
-from fetalbench.checkpoints import load_classifier, save_classifier
 from fetalbench.cli import main
-from fetalbench.datasets import fetal_planes_db, image_cache
-from fetalbench.datasets.fetal_planes_db import fingerprint, load_catalog, read_metadata
-from fetalbench.datasets.sources import open_source
+from fetalbench.data import fetal_planes_db, image_cache
+from fetalbench.data.fetal_planes_db import fingerprint, load_catalog, read_metadata
+from fetalbench.data.sources import open_source
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods import pretraining
 from fetalbench.methods.api import Classifier, MethodContext, TaskData
+from fetalbench.methods.augment import STRONG
+from fetalbench.methods.backbones import create_backbone
 from fetalbench.methods.pretraining import (
     FINE_TUNING_ONLY,
     checkpoint_paths,
@@ -50,9 +45,14 @@ from fetalbench.methods.pretraining import (
     save_backbone,
 )
 from fetalbench.methods.simclr import SimCLR, SimCLRSettings
-from fetalbench.records import read_record_status
-from fetalbench.run import resolve_spec
-from fetalbench.validation import validate_paths
+from fetalbench.orchestrate.grid import run_grid
+from fetalbench.orchestrate.suites import load_suite
+from fetalbench.runs.checkpoints import load_classifier, save_classifier
+from fetalbench.runs.execute import resolve_spec
+from fetalbench.runs.records import read_record_status
+from fetalbench.runs.validation import validate_paths
+from fetalbench.storage import locks
+from fetalbench.storage.atomic import write_atomic
 
 TESTS = Path(__file__).resolve().parent
 SOURCE = TESTS.parent / "fetalbench"
@@ -161,7 +161,7 @@ def test_writer_that_dies_half_way_leaves_the_old_file(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [target]
     killed = subprocess.run(
         [sys.executable, "-c",
-         "import os, signal, sys; from fetalbench.atomic import write_atomic; "
+         "import os, signal, sys; from fetalbench.storage.atomic import write_atomic; "
          "write_atomic(sys.argv[1], lambda s: (s.write(b'{\"half'), s.flush(), "
          "os.kill(os.getpid(), signal.SIGKILL)))", str(target)])
     assert killed.returncode == -signal.SIGKILL
@@ -423,7 +423,7 @@ def test_grid_skips_a_run_held_by_a_live_process_and_takes_over_a_dead_ones(
 def test_a_lock_dies_with_its_holder(tmp_path: Path) -> None:
     path = tmp_path / "run.json.lock"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from fetalbench.locks import acquire; "
+        [sys.executable, "-c", "import sys, time; from fetalbench.storage.locks import acquire; "
          "acquire(sys.argv[1]); print('held', flush=True); time.sleep(600)", str(path)],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -23,13 +23,14 @@ import torch
 from torch.utils.data import TensorDataset
 
 from conftest import write_suite
-from fetalbench.benchmark.grid import run_grid
-from fetalbench.benchmark.slurm import SlurmOptions, group_requests
-from fetalbench.benchmark.suites import load_suite
 from fetalbench.cli import main
-from fetalbench.engine import Execution, batches, launched_rank
 from fetalbench.errors import FetalbenchError
-from fetalbench.run import RunRequest, execute_run
+from fetalbench.methods.engine import batches
+from fetalbench.methods.execution import Execution, launched_rank
+from fetalbench.orchestrate.grid import run_grid
+from fetalbench.orchestrate.slurm import SlurmOptions, group_requests
+from fetalbench.orchestrate.suites import load_suite
+from fetalbench.runs.execute import RunRequest, execute_run
 
 FETALBENCH = Path(sys.executable).with_name("fetalbench")
 START_SLURM = Path(__file__).resolve().parents[1] / "scripts" / "start_local_slurm.sh"

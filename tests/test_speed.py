@@ -11,17 +11,17 @@ import torch
 from torch.utils.data import TensorDataset
 
 from conftest import TINY
-from fetalbench.backbones import create_backbone
-from fetalbench.benchmark.speed import (
+from fetalbench.devtools.bench import (
     BareLoop,
     InterleavedBareLoop,
     compare_interleaved,
     run_benchmarks,
     save_measurements,
 )
-from fetalbench.benchmark.suites import load_suite
-from fetalbench.engine import SupervisedModule, batches, make_trainer
 from fetalbench.methods.api import Classifier
+from fetalbench.methods.backbones import create_backbone
+from fetalbench.methods.engine import SupervisedModule, batches, make_trainer
+from fetalbench.orchestrate.suites import load_suite
 from fetalbench.paths import cache_dir
 
 

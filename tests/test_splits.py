@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from conftest import REAL_CSV
-from fetalbench.datasets.fetal_planes_db import read_metadata
+from fetalbench.data.fetal_planes_db import read_metadata
+from fetalbench.data.splits import DEFAULT_FRACTIONS, nested_labelled_subsets, split_task
+from fetalbench.data.tasks import TASKS
 from fetalbench.errors import FetalbenchError
-from fetalbench.splits import DEFAULT_FRACTIONS, nested_labelled_subsets, split_task
-from fetalbench.tasks import TASKS
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_fraction_outside_unit_interval_is_refused(real_catalog, fraction: float
 
 
 def test_one_class_task_is_refused(sample_root) -> None:
-    from fetalbench.datasets.fetal_planes_db import load_catalog
+    from fetalbench.data.fetal_planes_db import load_catalog
 
     with pytest.raises(FetalbenchError, match="only 'Trans-ventricular'"):
         TASKS.get("brain").select(load_catalog(sample_root))

@@ -32,7 +32,7 @@ CIFAR_POOL = 50_000
 
 
 class TinyBackbone(nn.Module):
-    """A one-convolution stand-in for :class:`~fetalbench.backbones.GrayscaleBackbone`."""
+    """A one-convolution stand-in for :class:`~fetalbench.methods.backbones.GrayscaleBackbone`."""
 
     num_features = 16
 

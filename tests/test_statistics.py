@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fetalbench.benchmark.statistics import (
+from fetalbench.report.statistics import (
     MIN_TEST_PAIRS,
     cell_ranks,
     friedman,

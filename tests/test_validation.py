@@ -15,17 +15,17 @@ import pytest
 
 from conftest import REAL_CSV
 from fetalbench.cli import main
-from fetalbench.datasets.fetal_planes_db import (
+from fetalbench.data.fetal_planes_db import (
     OFFICIAL_CSV_SHA256,
     OFFICIAL_TEST_IMAGES,
     read_metadata,
 )
-from fetalbench.digests import file_sha256
-from fetalbench.migration import portable_record
-from fetalbench.records import record_files, spec_hash, write_record
-from fetalbench.run import RunRequest, execute_run
-from fetalbench.tasks import TASKS
-from fetalbench.validation import validate_record
+from fetalbench.data.tasks import TASKS
+from fetalbench.runs.execute import RunRequest, execute_run
+from fetalbench.runs.migration import portable_record
+from fetalbench.runs.records import record_files, spec_hash, write_record
+from fetalbench.runs.validation import validate_record
+from fetalbench.storage.digests import file_sha256
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 COMMITTED = REPOSITORY / "results"
@@ -181,8 +181,8 @@ def test_fetal_planes_db_records_must_be_on_the_official_csv_and_split(fresh_run
 
 
 def test_validate_and_leaderboard_import_no_torch():
-    code = ("import sys, fetalbench.validation, fetalbench.migration, "
-            "fetalbench.benchmark.leaderboard; assert 'torch' not in sys.modules")
+    code = ("import sys, fetalbench.runs.validation, fetalbench.runs.migration, "
+            "fetalbench.report.leaderboard; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from conftest import REAL_IMAGES, make_sample_root, real_csv_lines
 from fetalbench.cli import EXIT_USER_ERROR, main
-from fetalbench.datasets.fetal_planes_db import CSV_NAME
-from fetalbench.datasets.verify import SplitCount, format_report, verify_dataset
+from fetalbench.data.fetal_planes_db import CSV_NAME
+from fetalbench.data.verify import SplitCount, format_report, verify_dataset
 
 TEST_IMAGE = "Patient00644_Plane3_1_of_3"  # test split, patient 644
 TRAIN_IMAGE = "Patient00700_Plane3_2_of_2"  # train split, patient 700

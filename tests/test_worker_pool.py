@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from fetalbench.locks import LockedElsewhere, acquire
+from fetalbench.storage.locks import LockedElsewhere, acquire
 
 PARENT = textwrap.dedent("""
     import os, sys, time
-    from fetalbench.locks import acquire
-    from fetalbench.worker_pool import worker_pool
+    from fetalbench.storage.locks import acquire
+    from fetalbench.data.worker_pool import worker_pool
 
     def pid_after(seconds):
         time.sleep(seconds)
@@ -38,7 +38,7 @@ PARENT = textwrap.dedent("""
 
 FORKING_HOLDER = textwrap.dedent("""
     import os, sys, time
-    from fetalbench.locks import acquire
+    from fetalbench.storage.locks import acquire
 
     lock = acquire(sys.argv[1])
     child = os.fork()
@@ -101,7 +101,7 @@ def test_a_forked_child_does_not_keep_its_killed_parents_lock(tmp_path: Path) ->
 def test_a_script_without_a_main_guard_can_decode_in_a_pool(tmp_path: Path) -> None:
     """``spawn`` would re-run this script's top level in every worker and break the pool."""
     script = tmp_path / "unguarded.py"
-    script.write_text("from fetalbench.worker_pool import worker_pool\n"
+    script.write_text("from fetalbench.data.worker_pool import worker_pool\n"
                       "with worker_pool(2) as pool:\n"
                       "    print(sum(pool.map(abs, range(-50, 50))))\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fetalbench.engine import to_float
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods.api import Classifier
+from fetalbench.methods.engine import to_float
 
 MIN_CAM_SIZE = 4
 

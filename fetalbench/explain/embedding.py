@@ -28,8 +28,8 @@ from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import normalize
 
-from fetalbench.engine import to_float
 from fetalbench.methods.api import Classifier
+from fetalbench.methods.engine import to_float
 
 KNN_NEIGHBOURS = 5
 KNN_FOLDS = 5

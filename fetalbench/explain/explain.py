@@ -1,10 +1,11 @@
 """Explanation numbers of a run's test set, and the figures of a finished run.
 
-``explain_test_set`` runs at the end of every run (``fetalbench.run.execute_run``): embedding
-scores always, the pointing game when the dataset has structure masks. ``explain_run`` serves
-``fetalbench explain``: it rebuilds the model from the run's safetensors checkpoint, re-opens the
-dataset and the same task split, recomputes the numbers and writes ``gradcam.png`` (a seeded
-sample of test images per class, Grad-CAM for the true class) and ``tsne.png``.
+``explain_test_set`` runs at the end of every run (``fetalbench.runs.execute.execute_run``):
+embedding scores always, the pointing game when the dataset has structure masks.
+``explain_run`` serves ``fetalbench explain``: it rebuilds the model from the run's safetensors
+checkpoint, re-opens the dataset and the same task split, recomputes the numbers and writes
+``gradcam.png`` (a seeded sample of test images per class, Grad-CAM for the true class) and
+``tsne.png``.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fetalbench.checkpoints import load_classifier
-from fetalbench.datasets.image_cache import load_images
-from fetalbench.datasets.sources import open_source
-from fetalbench.engine import predict
+from fetalbench.data.image_cache import load_images
+from fetalbench.data.sources import open_source
+from fetalbench.data.splits import split_task
+from fetalbench.data.tasks import TASKS
 from fetalbench.errors import FetalbenchError
 from fetalbench.explain.cam import grad_cam
 from fetalbench.explain.embedding import (
@@ -41,10 +42,10 @@ from fetalbench.explain.pointing import (
 )
 from fetalbench.methods import METHODS
 from fetalbench.methods.api import Classifier
+from fetalbench.methods.engine import predict
 from fetalbench.paths import in_cache
 from fetalbench.profiles import Profile
-from fetalbench.splits import split_task
-from fetalbench.tasks import TASKS
+from fetalbench.runs.checkpoints import load_classifier
 
 GRADCAM_NAME = "gradcam.png"
 TSNE_NAME = "tsne.png"

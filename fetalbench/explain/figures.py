@@ -13,7 +13,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from fetalbench.plotting import save_png
+from fetalbench.report.plotting import save_png
 
 STYLE = {"font.size": 7}
 CAM_ALPHA = 0.45

@@ -8,7 +8,7 @@ ground-truth region, else a *miss*; the score is hits / (hits + misses). The ori
 
 The ground truth is the phantom's structure masks (``Masks/<Image_name>.png`` label maps with ids
 in ``Masks/legend.json``): the union of the structures that define the image's class
-(:data:`fetalbench.datasets.phantom.DEFINING_STRUCTURES`), resized to the run's resolution with
+(:data:`fetalbench.data.phantom.render.DEFINING_STRUCTURES`), resized to the run's resolution with
 nearest-neighbour interpolation like the images' square resize. An image whose defining
 structures are absent from its mask is not counted; a constant map has no peak and is a miss.
 Real FETAL_PLANES_DB has no masks, so the game is only played where ``Masks/`` exists.
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fetalbench.datasets.phantom import DEFINING_STRUCTURES, LEGEND_NAME, MASKS_DIR
+from fetalbench.data.phantom.render import DEFINING_STRUCTURES, LEGEND_NAME, MASKS_DIR
 from fetalbench.errors import FetalbenchError
 
 REFERENCE_TOLERANCE_PX = 15
@@ -93,7 +93,7 @@ def defining_masks(
     """Boolean ``[N, resolution, resolution]``: the structures that define each image's class.
 
     ``class_names[i]`` is the true class of ``image_names[i]``; see
-    :data:`~fetalbench.datasets.phantom.DEFINING_STRUCTURES`.
+    :data:`~fetalbench.data.phantom.render.DEFINING_STRUCTURES`.
     """
     folder = Path(root) / MASKS_DIR
     try:

@@ -4,7 +4,8 @@ A method is a function ``train(context: MethodContext) -> MethodResult``. It rec
 spec, its profile and the task's data as tensors (labelled images, validation images, the
 unlabelled pool; never the test set), and returns a classifier that maps images to logits plus
 notes for the record. The runner evaluates that classifier on the test set and writes the record,
-so every method is measured the same way. Register a method with :func:`register_method`::
+so every method is measured the same way. Register a method with
+:func:`~fetalbench.methods.registry.register_method`::
 
     @register_method("my_method", "one line saying what it does")
     def my_method(context: MethodContext) -> MethodResult:
@@ -23,18 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fetalbench.engine import SINGLE_PROCESS, Execution
-from fetalbench.methods.registry import (
-    METHODS,
-    POOLS,
-    PROTOCOLS,
-    Method,
-    register_method,
-)
+from fetalbench.methods.execution import SINGLE_PROCESS, Execution
 from fetalbench.profiles import Profile
-
-__all__ = ["METHODS", "POOLS", "PROTOCOLS", "Classifier", "Method", "MethodContext",
-           "MethodResult", "TaskData", "register_method"]
 
 
 @dataclass(frozen=True)
@@ -59,8 +50,8 @@ class MethodContext:
     """Everything a method receives.
 
     ``execution`` says on how many devices and nodes the run trains (Lightning DDP); pass it to
-    :func:`~fetalbench.engine.make_trainer` and the world size to
-    :func:`~fetalbench.engine.batches` (the engine's own helpers do).
+    :func:`~fetalbench.methods.engine.make_trainer` and the world size to
+    :func:`~fetalbench.methods.engine.batches` (the engine's own helpers do).
     """
 
     method: str

@@ -15,7 +15,7 @@ import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 
-from fetalbench.backbones import GrayscaleBackbone
+from fetalbench.methods.backbones import GrayscaleBackbone
 from fetalbench.methods.objective import Objective, momentum_copy, momentum_step
 from fetalbench.methods.pretraining import register_two_stage
 

@@ -24,10 +24,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import TensorDataset
 
-from fetalbench.augment import STRONG, UltrasoundAugment
-from fetalbench.backbones import create_backbone
-from fetalbench.engine import SupervisedModule, batches, fit_module, to_float
-from fetalbench.methods.api import Classifier, MethodContext, MethodResult, register_method
+from fetalbench.methods.api import Classifier, MethodContext, MethodResult
+from fetalbench.methods.augment import STRONG, UltrasoundAugment
+from fetalbench.methods.backbones import create_backbone
+from fetalbench.methods.engine import SupervisedModule, batches, fit_module, to_float
+from fetalbench.methods.registry import register_method
 from fetalbench.methods.simclr import SimCLR, SimCLRSettings, simclr_settings
 from fetalbench.profiles import Profile
 

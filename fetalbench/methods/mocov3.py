@@ -31,7 +31,7 @@ from lightly.models.utils import concat_all_gather
 from lightly.utils import dist
 from torch import nn
 
-from fetalbench.backbones import GrayscaleBackbone
+from fetalbench.methods.backbones import GrayscaleBackbone
 from fetalbench.methods.objective import Objective, momentum_copy, momentum_step
 from fetalbench.methods.pretraining import register_two_stage
 

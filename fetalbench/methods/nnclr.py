@@ -23,7 +23,7 @@ import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import NNCLRPredictionHead, NNCLRProjectionHead, NNMemoryBankModule
 
-from fetalbench.backbones import GrayscaleBackbone
+from fetalbench.methods.backbones import GrayscaleBackbone
 from fetalbench.methods.objective import Objective, power_of_two_at_most
 from fetalbench.methods.pretraining import register_two_stage
 from fetalbench.profiles import Profile

@@ -16,7 +16,7 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
-from fetalbench.backbones import GrayscaleBackbone
+from fetalbench.methods.backbones import GrayscaleBackbone
 
 
 class Objective(nn.Module):

@@ -7,13 +7,13 @@ by every run that differs only in fraction or protocol. Checkpoints are safetens
 pickled code), written atomically beside a JSON sidecar holding the key and the checkpoint's
 sha256; a sidecar whose key does not match, a checkpoint whose bytes do not match the sha256, or
 a checkpoint that does not load, means the stage is run again rather than trusted. A lock per
-stage (:mod:`fetalbench.locks`) makes concurrent processes train a stage once: the others wait
-and reuse it.
+stage (:mod:`fetalbench.storage.locks`) makes concurrent processes train a stage once: the others
+wait and reuse it.
 
-Under DDP (several devices or nodes, :class:`~fetalbench.engine.Execution`) every rank trains the
-stage together and only global rank 0 takes the lock and saves the checkpoint; each rank decides
-from the cache on its own, which agrees as long as no other process is training the same stage at
-that moment.
+Under DDP (several devices or nodes, :class:`~fetalbench.methods.engine.Execution`) every rank
+trains the stage together and only global rank 0 takes the lock and saves the checkpoint; each
+rank decides from the cache on its own, which agrees as long as no other process is training the
+same stage at that moment.
 """
 
 from __future__ import annotations
@@ -33,21 +33,22 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch.utils.data import TensorDataset
 
-from fetalbench.atomic import write_bytes_atomic
-from fetalbench.augment import STRONG, UltrasoundAugment
-from fetalbench.backbones import GrayscaleBackbone, create_backbone
-from fetalbench.engine import (
+from fetalbench.methods.api import Classifier, MethodContext, MethodResult
+from fetalbench.methods.augment import STRONG, UltrasoundAugment
+from fetalbench.methods.backbones import GrayscaleBackbone, create_backbone
+from fetalbench.methods.engine import (
     ProfiledModule,
     batches,
     fit_classifier,
-    launched_rank,
     make_trainer,
     to_float,
 )
-from fetalbench.locks import LockedElsewhere, acquire, describe_holder, lock_path
-from fetalbench.methods.api import Classifier, MethodContext, MethodResult, register_method
+from fetalbench.methods.execution import launched_rank
 from fetalbench.methods.objective import Objective
+from fetalbench.methods.registry import register_method
 from fetalbench.profiles import Profile
+from fetalbench.storage.atomic import write_bytes_atomic
+from fetalbench.storage.locks import LockedElsewhere, acquire, describe_holder, lock_path
 
 PRETRAINING_AUGMENT = STRONG
 """The views every pre-training stage learns from; part of the stage's key."""

@@ -18,7 +18,7 @@ import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 
-from fetalbench.backbones import GrayscaleBackbone
+from fetalbench.methods.backbones import GrayscaleBackbone
 from fetalbench.methods.objective import Objective
 from fetalbench.methods.pretraining import register_two_stage
 from fetalbench.profiles import Profile

@@ -8,9 +8,10 @@ large-scale hierarchical image database", CVPR 2009) fine-tuned on the labelled 
 
 from __future__ import annotations
 
-from fetalbench.backbones import create_backbone
-from fetalbench.engine import fit_classifier
-from fetalbench.methods.api import Classifier, MethodContext, MethodResult, register_method
+from fetalbench.methods.api import Classifier, MethodContext, MethodResult
+from fetalbench.methods.backbones import create_backbone
+from fetalbench.methods.engine import fit_classifier
+from fetalbench.methods.registry import register_method
 
 
 def train_supervised(context: MethodContext, init: str) -> MethodResult:

@@ -46,7 +46,7 @@ from lightly.models.utils import normalize_weight
 from lightly.utils import dist
 from torch import nn
 
-from fetalbench.backbones import GrayscaleBackbone
+from fetalbench.methods.backbones import GrayscaleBackbone
 from fetalbench.methods.objective import Objective, power_of_two_at_most
 from fetalbench.methods.pretraining import register_two_stage
 from fetalbench.profiles import Profile

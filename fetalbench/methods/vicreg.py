@@ -15,7 +15,7 @@ import torch
 from lightly.loss import VICRegLoss
 from lightly.models.modules.heads import VICRegProjectionHead
 
-from fetalbench.backbones import GrayscaleBackbone
+from fetalbench.methods.backbones import GrayscaleBackbone
 from fetalbench.methods.objective import Objective
 from fetalbench.methods.pretraining import register_two_stage
 

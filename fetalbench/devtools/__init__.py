@@ -1,0 +1,1 @@
+"""Developer tools beside the library: ``fetalbench bench`` measures fetalbench's speed."""

@@ -1,0 +1,286 @@
+"""Training with PyTorch Lightning: the supervised (downstream) stage and batched prediction.
+
+Images travel as uint8 tensors and become floats and augmented views on the device, after the
+batch transfer, so the DataLoader does no per-image work. The best step is chosen on validation
+macro F1 by Lightning's ``ModelCheckpoint``; the test set is never seen here.
+
+One run may train on several devices or nodes with Lightning's DDP strategy (PyTorch Lightning
+docs, "GPU training (Intermediate)": ``Trainer(devices=N, num_nodes=M, strategy="ddp")``; on CPU
+it uses the gloo backend). Lightning starts the other processes by re-running the command (or
+finds them started by ``srun`` or ``torchrun``), so every rank runs the whole run; see
+:class:`Execution` for how the ranks share the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
+
+from fetalbench.methods.augment import LIGHT, UltrasoundAugment
+from fetalbench.methods.execution import SINGLE_PROCESS, Execution
+from fetalbench.methods.progress import StageProgress
+from fetalbench.profiles import Profile
+from fetalbench.runs.metrics import macro_f1
+
+if TYPE_CHECKING:  # the method API imports the built-in methods, which import this module
+    from fetalbench.methods.api import Classifier, MethodContext
+
+for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*LeafSpec.*")
+# validation macro F1 is computed on the gathered shards, so it is already the same on every rank
+warnings.filterwarnings("ignore", ".*sync_dist=True.*")
+
+
+_progress_bars = True
+
+
+def show_progress_bars(enabled: bool) -> None:
+    """Turn the per-stage progress (:class:`~fetalbench.methods.progress.StageProgress`) on or
+    off (a grid shows its own overall bar; ``--quiet`` shows only results)."""
+    global _progress_bars
+    _progress_bars = enabled
+
+
+def to_float(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """uint8 ``[B, 1, H, W]`` to float in [0, 1], in the memory format the profile asks for."""
+    images = images.float().div_(255.0)
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+
+class ProfiledModule(pl.LightningModule):
+    """A LightningModule trained at a profile: its weights take the profile's memory format when
+    training is set up (before any device move or DDP wrapping), whoever built the module, so
+    the runner and the benchmark train the same thing."""
+
+    def __init__(self, profile: Profile):
+        super().__init__()
+        self.profile = profile
+
+    def setup(self, stage: str) -> None:
+        if self.profile.channels_last:
+            self.to(memory_format=torch.channels_last)
+
+
+class SupervisedModule(ProfiledModule):
+    """Cross-entropy on augmented labelled images; validation macro F1 for model selection."""
+
+    def __init__(self, classifier: Classifier, profile: Profile, freeze_backbone: bool):
+        super().__init__(profile)
+        self.classifier = classifier
+        self.freeze_backbone = freeze_backbone
+        self.augment = UltrasoundAugment(LIGHT)
+        self._predictions: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+        self._positions: list[torch.Tensor] = []
+        if freeze_backbone:
+            classifier.backbone.requires_grad_(False)
+
+    @property
+    def stage_name(self) -> str:
+        """What the progress line calls this stage."""
+        return "linear probe" if self.freeze_backbone else "fine-tuning"
+
+    def on_train_epoch_start(self) -> None:
+        if self.freeze_backbone:
+            self.classifier.backbone.eval()
+
+    def supervised_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Cross-entropy on an augmented view of a labelled batch."""
+        images, labels = batch
+        views = self.augment(to_float(images, self.profile.channels_last))
+        return F.cross_entropy(self.classifier(views), labels)
+
+    def training_step(self, batch: dict, _: int) -> torch.Tensor:
+        loss = self.supervised_loss(batch["labelled"])
+        self.log("train_loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], _: int) -> None:
+        images, labels, positions = batch
+        logits = self.classifier(to_float(images, self.profile.channels_last))
+        self._predictions.append(logits.argmax(dim=1))
+        self._labels.append(labels)
+        self._positions.append(positions)
+
+    def on_validation_epoch_end(self) -> None:
+        """Macro F1 over the whole validation set, the same on every rank.
+
+        Under DDP each rank validates a shard (Lightning's distributed sampler, which pads the
+        shards with repeated images); the shards are gathered and each image counted once.
+        """
+        gathered = [self.all_gather(torch.cat(parts)).reshape(-1).cpu().numpy()
+                    for parts in (self._predictions, self._labels, self._positions)]
+        self._predictions.clear()
+        self._labels.clear()
+        self._positions.clear()
+        predictions, labels, positions = gathered
+        _, first = np.unique(positions, return_index=True)
+        predictions, labels = predictions[first], labels[first]
+        n_classes = self.classifier.head.out_features
+        self.log("val_macro_f1", macro_f1(labels, predictions, n_classes), prog_bar=True)
+
+    def configure_optimizers(self):
+        # every trainable parameter of the module: a subclass's extra heads learn too
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            parameters, lr=self.profile.learning_rate, weight_decay=self.profile.weight_decay
+        )
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=self.profile.downstream_steps
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def make_trainer(
+    profile: Profile,
+    max_steps: int,
+    callbacks: list,
+    execution: Execution = SINGLE_PROCESS,
+    stage: str = "training",
+    **options,
+) -> pl.Trainer:
+    """A Lightning trainer with fetalbench's defaults (no logger files, deterministic), on the
+    devices, nodes and strategy of ``execution``, its progress shown as ``stage`` in optimiser
+    steps (unless switched off by :func:`show_progress_bars`); Lightning's own epoch bars are
+    off."""
+    if _progress_bars:
+        callbacks = [*callbacks, StageProgress(stage)]
+    return pl.Trainer(
+        accelerator="auto",
+        devices=execution.devices,
+        num_nodes=execution.num_nodes,
+        strategy=execution.strategy,
+        precision=profile.precision,
+        max_steps=max_steps,
+        logger=False,
+        callbacks=callbacks,
+        deterministic=True,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **{"enable_progress_bar": False, **options},
+    )
+
+
+class InMemoryDataset(TensorDataset):
+    """Tensors in memory, fetched a whole batch at a time with one indexing operation.
+
+    The DataLoader calls ``__getitems__`` with a batch of indices, so a batch costs one gather per
+    tensor instead of one Python call per image and a collate.
+    """
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        index = torch.as_tensor(indices)
+        return tuple(tensor[index] for tensor in self.tensors)
+
+
+def _whole_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return batch
+
+
+def batches(dataset: TensorDataset, batch_size: int, world_size: int = 1) -> DataLoader:
+    """Shuffled full batches of an in-memory dataset (one smaller batch if it is small).
+
+    ``batch_size`` is the global batch: with ``world_size`` DDP processes, each process takes
+    ``batch_size // world_size`` images of its shard per step (Lightning gives each process a
+    shard through a distributed sampler), so the global batch is the same as on one device,
+    rounded down to a multiple of the world size.
+    """
+    return DataLoader(
+        InMemoryDataset(*dataset.tensors),
+        batch_size=max(1, min(batch_size, len(dataset)) // world_size),
+        shuffle=True,
+        drop_last=True,
+        collate_fn=_whole_batch,
+    )
+
+
+def fit_classifier(
+    context: MethodContext, classifier: Classifier, freeze_backbone: bool = False
+) -> dict:
+    """Train ``classifier`` on the labelled images; keep the step best on validation macro F1.
+
+    ``freeze_backbone=True`` is the linear protocol (only the head learns). Returns notes for the
+    record: the chosen step and its validation macro F1.
+    """
+    pl.seed_everything(context.seed, workers=True, verbose=False)
+    module = SupervisedModule(classifier, context.profile, freeze_backbone)
+    return fit_module(context, module, {})
+
+
+def fit_module(
+    context: MethodContext, module: SupervisedModule, extra_loaders: dict[str, DataLoader]
+) -> dict:
+    """Train a :class:`SupervisedModule` on the labelled batches plus ``extra_loaders``.
+
+    Validation runs at evenly spaced steps; the weights of the step best on validation macro F1
+    are loaded back into the module's classifier. Under DDP (``context.execution``) only rank 0
+    saves and reloads the best step (it alone is tested); another rank keeps the last step's
+    weights and reports ``best_step`` None.
+    """
+    profile, data, execution = context.profile, context.data, context.execution
+    interval = max(1, profile.downstream_steps // profile.validations)
+    max_steps = interval * max(1, profile.downstream_steps // interval)
+    loaders = {
+        "labelled": batches(
+            TensorDataset(data.labelled_images, data.labelled_labels), profile.batch_size,
+            execution.world_size,
+        ),
+        **extra_loaders,
+    }
+    positions = torch.arange(len(data.validation_labels))
+    validation_loader = DataLoader(
+        TensorDataset(data.validation_images, data.validation_labels, positions), batch_size=256
+    )
+    classifier = module.classifier
+    with tempfile.TemporaryDirectory(prefix="fetalbench-ckpt-") as folder:
+        checkpoint = ModelCheckpoint(
+            dirpath=folder, monitor="val_macro_f1", mode="max", save_weights_only=True
+        )
+        trainer = make_trainer(
+            profile,
+            max_steps,
+            [checkpoint],
+            execution,
+            module.stage_name,
+            max_epochs=-1,
+            val_check_interval=interval,
+            check_val_every_n_epoch=None,
+        )
+        trainer.fit(module, loaders, validation_loader)
+        best_f1 = float(checkpoint.best_model_score)
+        best_step = None
+        if trainer.is_global_zero:  # only rank 0 saves checkpoints, and only it is tested
+            best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+            module.load_state_dict(best["state_dict"])
+            best_step = int(best["global_step"])
+    classifier.cpu().eval()
+    return {
+        "best_validation_macro_f1": best_f1,
+        "best_step": best_step,
+        "steps": max_steps,
+        "final_train_loss": float(trainer.callback_metrics["train_loss"]),
+    }
+
+
+@torch.inference_mode()
+def predict(
+    classifier: Classifier, images: torch.Tensor, channels_last: bool, batch_size: int = 256
+) -> np.ndarray:
+    """Predicted class of every image (uint8 ``[N, 1, H, W]``), in evaluation mode."""
+    classifier.eval()
+    predictions = [
+        classifier(to_float(images[start : start + batch_size], channels_last)).argmax(dim=1)
+        for start in range(0, len(images), batch_size)
+    ]
+    return torch.cat(predictions).numpy()

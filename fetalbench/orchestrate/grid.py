@@ -1,0 +1,123 @@
+"""Run a suite's grid locally: resumable, with overall progress and ETA, failures recorded.
+
+A run whose record exists with status ``ok`` (same spec hash) is skipped, so a killed grid picks
+up where it stopped. A run that raises is written as a ``failed`` record with its error, and the
+grid goes on; a failed run is tried again the next time the grid runs.
+
+Several grids may share one results folder (several terminals, several hosts on one file
+system): each run is taken under its lock (:mod:`fetalbench.storage.locks`), so a run is executed
+by one process only; a grid that finds a run locked by a live process skips it and reports it as
+running elsewhere, and takes over the lock of a process that died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from fetalbench.data.sources import open_source
+from fetalbench.errors import FetalbenchError
+from fetalbench.methods.engine import show_progress_bars
+from fetalbench.methods.execution import SINGLE_PROCESS, Execution
+from fetalbench.orchestrate.suites import Suite
+from fetalbench.runs.execute import RunRequest, execute_run, resolve_spec
+from fetalbench.runs.records import new_record, read_record_status, write_record
+from fetalbench.storage.locks import LockedElsewhere, describe_holder, lock_path, locked
+
+
+@dataclass(frozen=True)
+class GridSummary:
+    """What a grid call did."""
+
+    total: int
+    skipped: int
+    succeeded: int
+    failed: int
+    running_elsewhere: int
+    pretraining_runs: int
+    pretraining_reused: int
+    seconds: float
+
+
+def run_grid(suite: Suite, data_root: Path | None, out_dir: Path, cache_root: Path,
+             execution: Execution = SINGLE_PROCESS, quiet: bool = False) -> GridSummary:
+    """Run every missing run of ``suite`` in order, each with ``execution`` (its thread count);
+    return what was done. Prints one line per finished run (and, on a terminal unless
+    ``quiet``, an overall bar)."""
+    requests = suite.requests(data_root)
+    source = open_source(suite.dataset, data_root, cache_root)
+    pending = [r for r in requests
+               if read_record_status(resolve_spec(r, source).record_path(out_dir)) != "ok"]
+    skipped = len(requests) - len(pending)
+    show_progress_bars(False)
+    succeeded = failed = elsewhere = pretrained = reused = 0
+    started = time.perf_counter()
+    # a bar on a terminal; in a log (CI, Slurm, nohup) the per-run lines carry the ETA instead
+    progress = tqdm(pending, desc=f"grid {suite.name}", unit="run", dynamic_ncols=True,
+                    disable=quiet or not sys.stderr.isatty())
+    progress.write(f"{suite.name}: {len(requests)} runs, {skipped} already done, "
+                   f"{len(pending)} to run")
+    for done, request in enumerate(progress):
+        name = f"{request.method} {request.task} f={request.fraction:g} s={request.seed}"
+        progress.set_postfix_str(name)
+        try:
+            outcome = execute_run(request, out_dir, cache_root, log=lambda _: None,
+                                  execution=execution, notice=progress.write)
+        except LockedElsewhere as busy:
+            elsewhere += 1
+            progress.write(f"running elsewhere ({describe_holder(busy.holder)}), skipped: {name}")
+            continue
+        except Exception as error:
+            failed += 1
+            write_failed_record(request, source, out_dir, error)
+            progress.write(f"FAILED {name}: {error}")
+            continue
+        if outcome.reused:  # another process finished it since this grid started
+            skipped += 1
+            continue
+        succeeded += 1
+        progress.write(f"{name}: macro F1 {outcome.record['metrics']['macro_f1']:.3f} in "
+                       f"{outcome.record['timings']['total_s']:.0f}s (run "
+                       f"{outcome.record['spec_hash']}) [{done + 1}/{len(pending)}, ETA "
+                       f"{eta(started, done + 1, len(pending))}]")
+        pretraining = outcome.record["method_notes"].get("pretraining")
+        if pretraining is not None:
+            pretrained += 1
+            reused += bool(pretraining["reused"])
+    progress.close()
+    show_progress_bars(True)
+    return GridSummary(total=len(requests), skipped=skipped, succeeded=succeeded,
+                       failed=failed, running_elsewhere=elsewhere,
+                       pretraining_runs=pretrained - reused, pretraining_reused=reused,
+                       seconds=time.perf_counter() - started)
+
+
+def eta(started: float, done: int, total: int) -> str:
+    """The time left if the remaining ``total - done`` items take as long as the done ones."""
+    seconds = round((time.perf_counter() - started) / max(1, done) * (total - done))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
+        f"{seconds // 60}m{seconds % 60:02d}s")
+
+
+def write_failed_record(request: RunRequest, source, out_dir: Path, error: Exception) -> None:
+    """A record that says the run failed and why (it never enters the leaderboard's numbers).
+
+    Written under the run's lock, and only if no process has meanwhile written a successful
+    record or holds the run now.
+    """
+    spec = resolve_spec(request, source)
+    path = spec.record_path(out_dir)
+    message = str(error) if isinstance(error, FetalbenchError) else (
+        f"{type(error).__name__}: {error}")
+    record = new_record(spec, status="failed", error=message,
+                        traceback=traceback.format_exception(error)[-8:],
+                        dataset=source.identity.as_record())
+    with contextlib.suppress(LockedElsewhere), locked(lock_path(path)):
+        if read_record_status(path) != "ok":
+            write_record(path, record)

@@ -1,0 +1,399 @@
+"""The leaderboard: run records -> aggregated tables, significance, ranks -> ``leaderboard.md``.
+
+Per (dataset, task) a table of macro F1 by method and label fraction (mean ± std [95% CI] over
+seeds), the best mean per column in bold, and ▲/▼ where a method differs significantly from the
+transfer-learning reference ``supervised_imagenet`` (paired t-test over the seeds shared with it,
+at least three, Holm-corrected within the table). Per dataset a ranking across its complete cells
+(Friedman and Nemenyi tests, Demšar 2006, JMLR 7:1-30). Phantom (synthetic) and FETAL_PLANES_DB
+results are separate sections and never share a table. The text holds no timestamps: the same
+records give the same bytes, so CI can check that the committed file is current.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from fetalbench.report import figures
+from fetalbench.report.record_table import DATASETS, EXTRA_METRICS, RecordSet, load_records
+from fetalbench.report.statistics import (
+    MIN_TEST_PAIRS,
+    FriedmanResult,
+    cell_ranks,
+    friedman,
+    holm,
+    mean_ci,
+    paired_test,
+    posthoc,
+    seed_pairs,
+)
+from fetalbench.storage.atomic import write_bytes_atomic
+
+COMMAND = "fetalbench leaderboard"
+REFERENCE = "supervised_imagenet"
+ALPHA = 0.05
+DATASET_TITLES = {"phantom": "SYNTHETIC (phantom)", "fetal_planes_db": "FETAL_PLANES_DB"}
+EXTRA_TITLES = {"silhouette": "silhouette", "knn_accuracy": "k-NN accuracy",
+                "pointing_game": "pointing game"}
+MISSING = "—"
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Ranks of one dataset's entries over the cells (task, fraction) where all have results."""
+
+    scores: pd.DataFrame
+    mean_ranks: pd.Series
+    friedman: FriedmanResult
+    p_values: pd.DataFrame
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:g}%"
+
+
+def with_entries(ok: pd.DataFrame) -> pd.DataFrame:
+    """``ok`` plus an ``entry`` column naming a table row: the method, and its protocol in
+    parentheses when the dataset's records use more than one protocol."""
+    rows = ok.copy()
+    several = rows.groupby("dataset")["protocol"].transform("nunique") > 1
+    rows["entry"] = rows["method"].where(~several, rows["method"] + " (" + rows["protocol"] + ")")
+    return rows
+
+
+def _tables(ok: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
+    """(dataset, task, rows) for each table: phantom first, tasks by name."""
+    for dataset in DATASETS:
+        for task in sorted(ok.loc[ok["dataset"] == dataset, "task"].unique()):
+            yield dataset, task, ok[(ok["dataset"] == dataset) & (ok["task"] == task)]
+
+
+def _entry_order(entries: list[str]) -> list[str]:
+    def is_reference(entry: str) -> bool:
+        return entry == REFERENCE or entry.startswith(f"{REFERENCE} (")
+
+    return sorted(entries, key=lambda entry: (not is_reference(entry), entry))
+
+
+def summarise_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (entry, fraction): n, mean, std, CI, and the comparison with the reference
+    of the same protocol (seeds shared with it, raw and Holm-adjusted p, sign of the mean paired
+    difference); ``pairs`` and ``p`` are NA and NaN for the reference itself."""
+    cells = []
+    for (entry, method, protocol, fraction), group in rows.groupby(
+        ["entry", "method", "protocol", "fraction"], sort=True
+    ):
+        reference = rows[(rows["method"] == REFERENCE) & (rows["protocol"] == protocol)
+                         & (rows["fraction"] == fraction)]
+        scores = group.set_index("seed")["macro_f1"]
+        reference_scores = reference.set_index("seed")["macro_f1"]
+        compared = method != REFERENCE
+        cells.append({"entry": entry, "fraction": fraction, "n": len(group),
+                      **mean_ci(scores)._asdict(),
+                      "pairs": len(seed_pairs(scores, reference_scores)) if compared else pd.NA,
+                      "p": paired_test(scores, reference_scores) if compared else math.nan,
+                      "higher": (scores - reference_scores).mean() > 0})
+    summary = pd.DataFrame(cells).astype({"pairs": "Int64"})
+    summary["p_holm"] = holm(summary["p"])
+    return summary
+
+
+def _cell_text(cell: pd.Series, best: float) -> str:
+    mean = f"**{cell['mean']:.3f}**" if cell["mean"] == best else f"{cell['mean']:.3f}"
+    text = mean if math.isnan(cell["std"]) else (
+        f"{mean} ± {cell['std']:.3f} [{cell['low']:.3f}, {cell['high']:.3f}]")
+    text += f" (n={cell['n']})"
+    if cell["p_holm"] < ALPHA:
+        text += " ▲" if cell["higher"] else " ▼"
+    return text
+
+
+def _markdown_table(headers: list[str], body: list[list[str]]) -> str:
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _score_table(summary: pd.DataFrame) -> str:
+    fractions = sorted(summary["fraction"].unique())
+    best = summary.groupby("fraction")["mean"].max()
+    cells = summary.set_index(["entry", "fraction"])
+    body = [
+        [entry, *(_cell_text(cells.loc[(entry, fraction)], best[fraction])
+                  if (entry, fraction) in cells.index else MISSING for fraction in fractions)]
+        for entry in _entry_order(list(summary["entry"].unique()))
+    ]
+    return _markdown_table(["method", *(f"{_percent(f)} labels" for f in fractions)], body)
+
+
+def _score_notes(rows: pd.DataFrame, summary: pd.DataFrame) -> str:
+    tests = int(summary["p"].notna().sum())
+    if not (rows["method"] == REFERENCE).any():
+        significance = f"No `{REFERENCE}` runs here, so no significance test against it."
+    elif tests == 0:
+        significance = (f"No paired test against `{REFERENCE}` is possible here: it needs "
+                        f"{MIN_TEST_PAIRS} or more seeds shared with it, with differences that "
+                        "vary.")
+    else:
+        significance = (
+            f"▲/▼: significantly higher/lower than `{REFERENCE}` (same protocol), by a two-sided "
+            f"paired t-test over seeds matched by seed, Holm-corrected over the {tests} "
+            f"comparisons in this table, alpha {ALPHA}."
+        )
+        if (summary["pairs"] < MIN_TEST_PAIRS).any():
+            significance += (f" Cells with fewer than {MIN_TEST_PAIRS} seeds shared with the "
+                             "reference carry no test.")
+    setup = "; ".join(
+        f"{label} " + ", ".join(f"`{value}`" for value in sorted(rows[column].unique()))
+        for label, column in (("profile", "profile"), ("unlabelled pool", "pool"),
+                              ("dataset fingerprint", "dataset_fingerprint"))
+    )
+    return (
+        "Macro F1 on the official test split: mean ± std over seeds [95% t-interval], n = seeds. "
+        f"**Bold**: best mean in the column. {significance} Setup: {setup}."
+    )
+
+
+def _extras_table(rows: pd.DataFrame) -> str | None:
+    """Silhouette, k-NN accuracy and pointing game (means over seeds) at the largest fraction
+    that has any of them; None when no record has them."""
+    present = [key for key in EXTRA_METRICS if rows[key].notna().any()]
+    if not present:
+        return None
+    measured = rows[rows[present].notna().any(axis=1)]
+    top = measured[measured["fraction"] == measured["fraction"].max()]
+    means = top.groupby("entry")[present].mean()
+    body = [[entry, *(MISSING if math.isnan(value) else f"{value:.3f}"
+                      for value in means.loc[entry])]
+            for entry in _entry_order(list(means.index))]
+    table = _markdown_table(["method", *(EXTRA_TITLES[key] for key in present)], body)
+    return (f"Representation and localisation at {_percent(top['fraction'].iloc[0])} labels "
+            f"(mean over seeds):\n\n{table}")
+
+
+def rank_dataset(rows: pd.DataFrame) -> Ranking | None:
+    """Ranking of one dataset's entries over the (task, fraction) cells where every entry has
+    results (cell score = mean macro F1 over seeds); None with fewer than 3 entries or 2 cells."""
+    scores = rows.groupby(["task", "fraction", "entry"])["macro_f1"].mean().unstack("entry")
+    scores = scores.dropna()
+    if scores.shape[1] < 3 or scores.shape[0] < 2:
+        return None
+    mean_ranks = cell_ranks(scores).mean().sort_values(kind="stable")
+    return Ranking(scores, mean_ranks, friedman(scores), posthoc(scores))
+
+
+def _ranking_section(rows: pd.DataFrame, ranking: Ranking | None, link: str | None) -> str:
+    entries, title = rows["entry"].nunique(), DATASET_TITLES[rows["dataset"].iloc[0]]
+    lines = [f"### Ranking across cells: {title}", ""]
+    if ranking is None:
+        complete = rows.groupby(["task", "fraction"])["entry"].nunique().eq(entries).sum()
+        lines.append(f"A ranking needs at least 3 methods and 2 cells (task x label fraction) "
+                     f"where every method has results; there are {entries} methods and "
+                     f"{complete} such cells.")
+        return "\n".join(lines)
+    cells = ranking.scores.shape[0]
+    body = [[entry, f"{rank:.2f}", f"{ranking.scores[entry].mean():.3f}"]
+            for entry, rank in ranking.mean_ranks.items()]
+    lines += [
+        f"Mean rank (1 = best) over the {cells} cells (task x label fraction) where all "
+        f"{entries} methods have results; a cell's score is the mean macro F1 over seeds.",
+        "",
+        _markdown_table(["method", "mean rank", "mean macro F1"], body),
+        "",
+        f"Friedman test: χ² = {ranking.friedman.statistic:.3f}, "
+        f"p = {ranking.friedman.p_value:.3g} (Demšar 2006). Cells share seeds and nested label "
+        f"subsets, so read the ranking as a summary rather than independent evidence.",
+        "",
+    ]
+    if ranking.friedman.p_value < ALPHA:
+        pairs = [
+            f"- {first} vs {second}: p = {ranking.p_values.loc[first, second]:.3g}"
+            for i, first in enumerate(ranking.mean_ranks.index)
+            for second in ranking.mean_ranks.index[i + 1:]
+            if ranking.p_values.loc[first, second] < ALPHA
+        ]
+        if pairs:
+            lines += [f"Nemenyi post-hoc test, pairs that differ at alpha {ALPHA} (the first "
+                      "ranks better):", "", *pairs]
+        else:
+            lines.append(f"The Nemenyi post-hoc test separates no pair at alpha {ALPHA}.")
+    else:
+        lines.append(f"The Friedman test does not reject equal ranks at alpha {ALPHA}, so no "
+                     "pairwise (Nemenyi) difference is claimed.")
+    if link is not None:
+        lines += ["", f"![Critical-difference diagram, {title}]({link})"]
+    return "\n".join(lines)
+
+
+def explained_runs(rows: pd.DataFrame) -> list[pd.Series]:
+    """The runs whose Grad-CAM and t-SNE figures the leaderboard shows for one table: the
+    reference and the best mean entry at the largest label fraction, each by its lowest seed."""
+    largest = rows[rows["fraction"] == rows["fraction"].max()]
+    means = largest.groupby("entry")["macro_f1"].mean()
+    chosen = [entry for entry in _entry_order(list(means.index))[:1]
+              if entry.split(" (")[0] == REFERENCE]
+    best = str(means.idxmax())
+    chosen += [best] if best not in chosen else []
+    return [largest[largest["entry"] == entry].sort_values("seed").iloc[0] for entry in chosen]
+
+
+def explain_folder(run: pd.Series) -> str:
+    """The folder ``fetalbench explain`` writes a run's figures to, under ``figures/explain``."""
+    name = f"{run['dataset']}_{run['task']}_{run['method']}_f{run['fraction']:g}_s{run['seed']}"
+    return name if run["protocol"] == "finetune" else f"{name}_{run['protocol']}"
+
+
+def _explain_section(rows: pd.DataFrame, link) -> str:
+    lines = ["Class activation maps (Grad-CAM) and t-SNE of the test embeddings, made from the "
+             "runs' checkpoints by `fetalbench explain` (the command under each):"]
+    for run in explained_runs(rows):
+        folder = f"explain/{explain_folder(run)}"
+        role = "reference" if run["method"] == REFERENCE else "best at the largest fraction"
+        lines.append(
+            f"- `{run['entry']}` ({role}, {_percent(run['fraction'])} labels, seed {run['seed']}):"
+            f" [Grad-CAM]({link(folder + '/gradcam.png')}), [t-SNE]({link(folder + '/tsne.png')})"
+            f"; `fetalbench explain --method {run['method']} --task {run['task']} --fraction "
+            f"{run['fraction']:g} --seed {run['seed']}"
+            f"{' --data-root DIR' if run['dataset'] == 'fetal_planes_db' else ''}`"
+        )
+    return "\n".join(lines)
+
+
+def _no_real_data_section() -> str:
+    return "\n".join([
+        "## FETAL_PLANES_DB: no records yet",
+        "",
+        "There are no run records on the real FETAL_PLANES_DB yet: nothing in this leaderboard "
+        "is a result on fetal ultrasound. To produce and contribute them:",
+        "",
+        "1. `fetalbench data download --root DIR` fetches the dataset.",
+        "2. `fetalbench grid --suite paper --data-root DIR` runs the paper's grid (on a GPU).",
+        "3. Open a pull request adding the new records under `results/`; CI regenerates the "
+        "leaderboard from them.",
+    ])
+
+
+def _failed_section(failed: pd.DataFrame) -> str:
+    if failed.empty:
+        return "## Failed runs\n\nNone."
+    body = [
+        [row.dataset, row.task, row.method, row.protocol, _percent(row.fraction), str(row.seed),
+         " ".join(row.error.split())[:120].replace("|", "\\|"), f"`{row.path}`"]
+        for row in failed.itertuples()
+    ]
+    table = _markdown_table(["dataset", "task", "method", "protocol", "labels", "seed", "error",
+                             "record"], body)
+    count = "1 run" if len(failed) == 1 else f"{len(failed)} runs"
+    return (f"## Failed runs\n\n{count} failed; left out of every table above, and run again "
+            f"by the next `fetalbench grid`.\n\n{table}")
+
+
+def _record_set_hash(records: RecordSet) -> str:
+    hashes = sorted([*records.ok["spec_hash"], *records.failed["spec_hash"]])
+    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:12]
+
+
+def render_leaderboard(records: RecordSet, command: str, figures_dir: Path | None) -> str:
+    """The leaderboard's Markdown for ``records``.
+
+    ``command`` is the command that regenerates it (named in the header); ``figures_dir`` is the
+    figures folder as a path relative to the leaderboard file, or None for no figure links.
+    """
+    ok = with_entries(records.ok)
+    total = len(records.ok) + len(records.failed)
+    parts = [
+        "# fetalbench leaderboard",
+        f"Generated by `{command}` from {total} run records ({len(records.ok)} ok, "
+        f"{len(records.failed)} failed; sha256 of the sorted spec hashes "
+        f"`{_record_set_hash(records)}`). Do not edit it by hand: change the records and rerun "
+        f"the command; CI fails when this file is stale.",
+        "Label-efficient fetal ultrasound standard-plane classification, after Migliorelli et "
+        "al., Computers in Biology and Medicine 174:108430 (2024): macro F1 on the official test "
+        "split by method (rows) and labelled fraction of the training set (columns).",
+    ]
+
+    def link(name: str) -> str | None:
+        return None if figures_dir is None else f"{Path(figures_dir).as_posix()}/{name}"
+
+    for dataset in DATASETS:
+        rows = ok[ok["dataset"] == dataset]
+        if rows.empty:
+            if dataset == "fetal_planes_db":
+                parts.append(_no_real_data_section())
+            continue
+        title = DATASET_TITLES[dataset]
+        if dataset == "phantom":
+            parts.append(f"## {title}: synthetic images, not fetal ultrasound\n\nThe phantom's "
+                         "images are generated by fetalbench. These tables check the pipeline "
+                         "and compare methods on synthetic data only.")
+        else:
+            parts.append(f"## {title} (real data)")
+        for _, task, table_rows in _tables(rows):
+            summary = summarise_table(table_rows)
+            parts += [
+                f"### {title}: task `{task}`",
+                f"Classes: {', '.join(table_rows['classes'].iloc[0])}.",
+                _score_table(summary),
+                _score_notes(table_rows, summary),
+            ]
+            extras = _extras_table(table_rows)
+            parts += [extras] if extras else []
+            if figures_dir is not None:
+                parts.append(
+                    f"![Macro F1 vs label fraction, {title} {task}]"
+                    f"({link(figures.label_efficiency_name(dataset, task))}) "
+                    f"![Per-class sensitivity and precision, {title} {task}]"
+                    f"({link(figures.per_class_name(dataset, task))})"
+                )
+                parts.append(_explain_section(table_rows, link))
+        ranking = rank_dataset(rows)
+        cd_link = link(figures.critical_difference_name(dataset)) if ranking else None
+        parts.append(_ranking_section(rows, ranking, cd_link))
+    parts.append(_failed_section(records.failed))
+    return "\n\n".join(parts) + "\n"
+
+
+def write_figures(records: RecordSet, figures_dir: Path) -> None:
+    """Write every figure the leaderboard links to into ``figures_dir``."""
+    ok = with_entries(records.ok)
+    for dataset, task, rows in _tables(ok):
+        title = f"{DATASET_TITLES[dataset]}, task {task}"
+        figures.plot_label_efficiency(
+            rows, title, figures_dir / figures.label_efficiency_name(dataset, task))
+        figures.plot_per_class(rows, title, figures_dir / figures.per_class_name(dataset, task))
+    for dataset in DATASETS:
+        ranking = rank_dataset(ok[ok["dataset"] == dataset])
+        if ranking is not None:
+            figures.plot_critical_difference(
+                ranking.mean_ranks, ranking.p_values, DATASET_TITLES[dataset],
+                figures_dir / figures.critical_difference_name(dataset))
+
+
+def _relative_figures(output: Path, figures_dir: Path) -> Path:
+    return Path(os.path.relpath(Path(figures_dir).resolve(), Path(output).resolve().parent))
+
+
+def write_leaderboard(results_dir: Path, output: Path, figures_dir: Path) -> None:
+    """Load the records under ``results_dir``, write the figures into ``figures_dir`` and the
+    leaderboard (linking to them) to ``output``."""
+    records = load_records(results_dir)
+    write_figures(records, Path(figures_dir))
+    text = render_leaderboard(records, COMMAND, _relative_figures(output, figures_dir))
+    write_bytes_atomic(Path(output), text.encode())
+
+
+def check_leaderboard(results_dir: Path, output: Path, figures_dir: Path | None = None) -> bool:
+    """True when ``output`` is exactly what :func:`write_leaderboard` would write (figures are
+    not compared); ``figures_dir`` defaults to ``results_dir/figures``, as the CLI writes it."""
+    figures_dir = Path(results_dir) / "figures" if figures_dir is None else figures_dir
+    records = load_records(results_dir)
+    expected = render_leaderboard(records, COMMAND, _relative_figures(output, figures_dir))
+    try:
+        return Path(output).read_bytes() == expected.encode()
+    except FileNotFoundError:
+        return False

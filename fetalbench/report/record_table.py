@@ -1,0 +1,237 @@
+"""Run records -> pandas: every record under a results folder, validated, one row per run.
+
+A cell of the benchmark is (dataset, task, method, protocol, label fraction); its seeds are the
+repeated runs that the leaderboard aggregates. Loading refuses anything that would make a cell
+ambiguous: a malformed record, two records of one spec or of one cell and seed, or records of one
+cell made with different settings (profile, unlabelled pool, dataset fingerprint); and a record
+that fails a check of ``fetalbench validate`` (:mod:`fetalbench.runs.validation`). Every error
+names the file(s) and what to do. The dataset is part of every key, so phantom (synthetic) and
+FETAL_PLANES_DB rows never share a cell.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from fetalbench.errors import FetalbenchError
+from fetalbench.runs.records import SCHEMA_VERSION, record_files
+from fetalbench.runs.validation import validate_record
+
+DATASETS = ("phantom", "fetal_planes_db")
+PROTOCOLS = ("finetune", "linear")
+CELL = ("dataset", "task", "method", "protocol", "fraction")
+EXTRA_METRICS = {"silhouette": "embedding", "knn_accuracy": "embedding",
+                 "pointing_game": "localisation"}
+RUN_COLUMNS = ("method", "task", "dataset", "synthetic", "fraction", "seed", "protocol", "pool",
+               "profile", "dataset_fingerprint", "spec_hash", "path")
+OK_COLUMNS = (*RUN_COLUMNS, "macro_f1", "accuracy", "balanced_accuracy", "sensitivity",
+              "precision", "classes", *EXTRA_METRICS)
+FAILED_COLUMNS = (*RUN_COLUMNS, "error")
+
+
+@dataclass(frozen=True, eq=False)
+class RecordSet:
+    """The records of a results folder: successful runs (``ok``) and failed runs (``failed``).
+
+    Rows are sorted by cell and seed; ``path`` is the record's path relative to the results folder.
+    """
+
+    ok: pd.DataFrame
+    failed: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """One validated record: its table row and what the duplicate checks compare."""
+
+    file: Path
+    row: dict
+    setup: str
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_KINDS = {
+    "a number": _is_number,
+    "a whole number": lambda value: isinstance(value, int) and not isinstance(value, bool),
+    "text": lambda value: isinstance(value, str),
+    "true or false": lambda value: isinstance(value, bool),
+    "an object": lambda value: isinstance(value, dict),
+    "a list": lambda value: isinstance(value, list),
+}
+
+
+class _RecordReader:
+    """Validates one record's fields; every problem is a one-line error naming the file."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+
+    def fail(self, problem: str) -> FetalbenchError:
+        return FetalbenchError(
+            f"malformed run record {self.file}: {problem}; fix or delete the file "
+            f"(rerunning the run writes it again)"
+        )
+
+    def field(self, mapping: dict, key: str, kind: str, where: str) -> object:
+        """``mapping[key]``, which must be of ``kind`` (a key of :data:`_KINDS`)."""
+        if key not in mapping:
+            raise self.fail(f"{where}{key} is missing")
+        value = mapping[key]
+        if not _KINDS[kind](value):
+            raise self.fail(f"{where}{key} must be {kind}, got {value!r:.60}")
+        return value
+
+    def choice(self, mapping: dict, key: str, choices: tuple[str, ...], where: str) -> str:
+        value = self.field(mapping, key, "text", where)
+        if value not in choices:
+            raise self.fail(f"{where}{key} is {value!r}; expected one of {', '.join(choices)}")
+        return value
+
+    def optional_metric(self, metrics: dict, section: str, key: str) -> float:
+        block = metrics.get(section)
+        if block is None:
+            return math.nan
+        if not isinstance(block, dict):
+            raise self.fail(f"metrics.{section} must be an object")
+        if block.get(key) is None:
+            return math.nan
+        return float(self.field(block, key, "a number", f"metrics.{section}."))
+
+    def per_class(self, metrics: dict, key: str, classes: list[str]) -> dict[str, float]:
+        values = self.field(metrics, key, "an object", "metrics.")
+        if sorted(values) != sorted(classes) or not all(map(_is_number, values.values())):
+            raise self.fail(f"metrics.{key} must map each of the classes {classes} to a number")
+        return {name: float(values[name]) for name in classes}
+
+    def read(self, root: Path) -> _Loaded:
+        try:
+            record = json.loads(self.file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as error:
+            raise self.fail(f"cannot be read ({error})") from None
+        except json.JSONDecodeError as error:
+            raise self.fail(f"not valid JSON ({error})") from None
+        if not isinstance(record, dict):
+            raise self.fail("the top level must be a JSON object")
+        schema = self.field(record, "schema", "a whole number", "")
+        if schema != SCHEMA_VERSION:
+            raise self.fail(f"schema {schema} is not {SCHEMA_VERSION}, the one this version reads")
+        spec = self.field(record, "spec", "an object", "")
+        row = {
+            "method": self.field(spec, "method", "text", "spec."),
+            "task": self.field(spec, "task", "text", "spec."),
+            "dataset": self.choice(spec, "dataset", DATASETS, "spec."),
+            "fraction": float(self.field(spec, "fraction", "a number", "spec.")),
+            "seed": self.field(spec, "seed", "a whole number", "spec."),
+            "protocol": self.choice(spec, "protocol", PROTOCOLS, "spec."),
+            "pool": self.field(spec, "pool", "text", "spec."),
+            "dataset_fingerprint": self.field(spec, "dataset_fingerprint", "text", "spec."),
+        }
+        profile = self.field(spec, "profile", "an object", "spec.")
+        row["profile"] = self.field(profile, "name", "text", "spec.profile.")
+        if not 0 < row["fraction"] <= 1:
+            raise self.fail(f"spec.fraction {row['fraction']} is not in (0, 1]")
+        row["spec_hash"] = self.field(record, "spec_hash", "text", "")
+        row["path"] = self.file.relative_to(root).as_posix()
+        dataset = self.field(record, "dataset", "an object", "")
+        row["synthetic"] = self.field(dataset, "synthetic", "true or false", "dataset.")
+        if self.field(dataset, "name", "text", "dataset.") != row["dataset"]:
+            raise self.fail(f"dataset.name {dataset['name']!r} differs from spec.dataset")
+        if row["synthetic"] != (row["dataset"] == "phantom"):
+            raise self.fail(f"dataset.synthetic is {row['synthetic']} for {row['dataset']!r}")
+        if self.field(dataset, "fingerprint", "text", "dataset.") != row["dataset_fingerprint"]:
+            raise self.fail("dataset.fingerprint differs from spec.dataset_fingerprint")
+        status = self.choice(record, "status", ("ok", "failed"), "")
+        if status == "failed":
+            row["error"] = self.field(record, "error", "text", "")
+        else:
+            row.update(self.metrics(record))
+        self.refuse_invalid(record, root)
+        setup = json.dumps([profile, row["pool"], row["dataset_fingerprint"]], sort_keys=True)
+        return _Loaded(self.file, row, setup)
+
+    def refuse_invalid(self, record: dict, root: Path) -> None:
+        """Raise naming the first check of :func:`~fetalbench.runs.validation.validate_record` that
+        the (well-formed) record fails."""
+        findings = validate_record(record)
+        if findings:
+            raise FetalbenchError(
+                f"run record {self.file} fails the {findings[0].check} check "
+                f"({findings[0].problem}); run `fetalbench validate {root}` to list every "
+                f"failing record, then fix or remove them"
+            )
+
+    def metrics(self, record: dict) -> dict:
+        classes = self.field(record, "classes", "a list", "")
+        if not classes or not all(isinstance(name, str) for name in classes):
+            raise self.fail("classes must be a non-empty list of class names")
+        metrics = self.field(record, "metrics", "an object", "")
+        values = {key: float(self.field(metrics, key, "a number", "metrics."))
+                  for key in ("macro_f1", "accuracy", "balanced_accuracy")}
+        return {
+            **values,
+            "sensitivity": self.per_class(metrics, "sensitivity", classes),
+            "precision": self.per_class(metrics, "precision", classes),
+            "classes": tuple(classes),
+            **{key: self.optional_metric(metrics, section, key)
+               for key, section in EXTRA_METRICS.items()},
+        }
+
+
+def _refuse_duplicates(loaded: list[_Loaded]) -> None:
+    """Two records of one spec, or of one cell and seed, or one cell with mixed settings."""
+    by_hash: dict[str, Path] = {}
+    by_run: dict[tuple, Path] = {}
+    by_cell: dict[tuple, _Loaded] = {}
+    for item in loaded:
+        row = item.row
+        other = by_hash.setdefault(row["spec_hash"], item.file)
+        if other != item.file:
+            raise FetalbenchError(
+                f"duplicate run records {other} and {item.file} (same spec_hash "
+                f"{row['spec_hash']}); delete one of them"
+            )
+        cell = tuple(row[key] for key in CELL)
+        other = by_run.setdefault((*cell, row["seed"]), item.file)
+        if other != item.file:
+            raise FetalbenchError(
+                f"duplicate run records {other} and {item.file} (same dataset, task, method, "
+                f"protocol, fraction and seed {row['seed']}); delete the one you do not want"
+            )
+        first = by_cell.setdefault(cell, item)
+        if first.setup != item.setup:
+            raise FetalbenchError(
+                f"run records {first.file} and {item.file} are one cell "
+                f"({', '.join(map(str, cell))}) but differ in profile, unlabelled pool or "
+                f"dataset fingerprint; keep one setting per cell (delete or move the others)"
+            )
+
+
+def load_records(results_dir: Path) -> RecordSet:
+    """Read and validate every run record under ``results_dir``; see the module docstring."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise FetalbenchError(
+            f"results folder {root} does not exist; run `fetalbench grid` to write records there "
+            f"or pass --results DIR"
+        )
+    loaded = [_RecordReader(path).read(root) for path in record_files(root)]
+    _refuse_duplicates(loaded)
+    rows = [item.row for item in loaded]
+    order = [*CELL, "seed"]
+
+    def table(selected: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
+        frame = pd.DataFrame(selected, columns=list(columns))
+        return frame.sort_values(order, kind="stable").reset_index(drop=True)
+
+    return RecordSet(
+        ok=table([row for row in rows if "error" not in row], OK_COLUMNS),
+        failed=table([row for row in rows if "error" in row], FAILED_COLUMNS),
+    )

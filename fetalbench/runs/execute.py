@@ -1,0 +1,281 @@
+"""One run end to end: data, split, method, test metrics, record."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from fetalbench.runs.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_classifier
+from fetalbench.checks import check_fraction, check_seed
+from fetalbench.data.image_cache import load_images
+from fetalbench.data.sources import DatasetSource, open_source
+from fetalbench.methods.engine import predict
+from fetalbench.methods.execution import SINGLE_PROCESS, Execution, launched_rank
+from fetalbench.errors import FetalbenchError
+from fetalbench.explain.explain import defining_masks_of_rows, explain_test_set
+from fetalbench.storage.locks import describe_holder, lock_path, locked
+from fetalbench.methods import METHODS
+from fetalbench.methods.api import MethodContext, TaskData
+from fetalbench.methods.registry import POOLS, PROTOCOLS
+from fetalbench.runs.metrics import classification_metrics
+from fetalbench.paths import cache_relative
+from fetalbench.profiles import get_profile
+from fetalbench.runs.records import (
+    RunSpec,
+    git_revision,
+    new_record,
+    read_record_status,
+    write_record,
+)
+from fetalbench.data.splits import TaskSplit, split_task
+from fetalbench.data.tasks import TASKS
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a user asks for; resolved into a :class:`RunSpec` once the dataset is open."""
+
+    method: str
+    task: str
+    dataset: str = "phantom"
+    data_root: Path | None = None
+    fraction: float = 1.0
+    seed: int = 0
+    protocol: str = "finetune"
+    pool: str = "task"
+    profile: str = "quick"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """Where the record is, and whether this call wrote it or found it already there."""
+
+    record_path: Path
+    reused: bool
+    record: dict | None
+
+
+def validate_request(request: RunRequest) -> None:
+    """Check every user-typed field before any work starts (one-line errors)."""
+    method = METHODS.get(request.method)
+    TASKS.get(request.task)
+    get_profile(request.profile)
+    check_fraction(request.fraction)
+    check_seed(request.seed)
+    if request.protocol not in PROTOCOLS:
+        raise FetalbenchError(
+            f"unknown protocol {request.protocol!r}; expected one of {', '.join(PROTOCOLS)}"
+        )
+    if request.protocol not in method.protocols:
+        raise FetalbenchError(
+            f"{request.method} supports only protocol {', '.join(method.protocols)}; "
+            f"drop --protocol {request.protocol}"
+        )
+    if request.pool not in POOLS:
+        raise FetalbenchError(
+            f"unknown unlabelled pool {request.pool!r}; expected one of {', '.join(POOLS)}"
+        )
+
+
+def resolve_spec(request: RunRequest, source: DatasetSource) -> RunSpec:
+    """The full spec of a request on an opened source."""
+    return RunSpec(
+        method=request.method,
+        task=request.task,
+        dataset=source.identity.name,
+        dataset_fingerprint=source.identity.fingerprint,
+        fraction=float(request.fraction),
+        seed=request.seed,
+        protocol=request.protocol,
+        pool=request.pool,
+        profile=get_profile(request.profile),
+    )
+
+
+def _tensor(images: np.ndarray, positions: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images[positions])).unsqueeze(1)
+
+
+def task_data(
+    images: np.ndarray,
+    labels: np.ndarray,
+    split: TaskSplit,
+    classes: tuple[str, ...],
+    unlabelled_images: torch.Tensor,
+) -> TaskData:
+    """The tensors a method receives (no test images)."""
+    return TaskData(
+        classes=classes,
+        labelled_images=_tensor(images, split.labelled),
+        labelled_labels=torch.from_numpy(labels[split.labelled]),
+        validation_images=_tensor(images, split.validation),
+        validation_labels=torch.from_numpy(labels[split.validation]),
+        unlabelled_images=unlabelled_images,
+    )
+
+
+def execute_run(
+    request: RunRequest,
+    out_dir: Path,
+    cache_root: Path,
+    log: Callable[[str], None] = print,
+    force: bool = False,
+    checkpoint_dir: Path | Literal["cache"] | None = "cache",
+    execution: Execution = SINGLE_PROCESS,
+    notice: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """Run ``request`` and write its record under ``out_dir``; reuse an existing record.
+
+    A successful record already written for the same spec is left untouched and returned,
+    unless ``force``; a failed one is run again. The trained classifier is saved as safetensors
+    under ``checkpoint_dir`` (``"cache"``: ``<cache_root>/checkpoints``; None: not saved) and the
+    record's ``checkpoint`` says where. Besides the classification metrics, the record gets
+    ``metrics.embedding`` (silhouette, k-NN accuracy of the test embeddings) and, when the dataset
+    has structure masks, ``metrics.localisation`` (Grad-CAM pointing game); see
+    :mod:`fetalbench.explain`.
+
+    The run holds the lock ``<record>.lock`` (:mod:`fetalbench.storage.locks`) from the record check to
+    the record write, so two processes never run one spec at once: a run locked by a live
+    process raises :class:`~fetalbench.storage.locks.LockedElsewhere`; one left by a dead process is
+    taken over, which is said through ``notice`` (default: ``log``), so a grid that silences
+    ``log`` still shows it. The record's ``checkpoint_sha256`` lets loaders detect a corrupt
+    checkpoint.
+
+    ``execution`` trains on several devices or nodes (Lightning DDP; the record's ``execution``
+    section says how, outside the spec hash). Every rank calls this function; a rank other than
+    0 trains beside rank 0 and returns ``record=None``: only rank 0 takes the lock, tests, saves
+    the checkpoint and writes the record.
+    """
+    validate_request(request)
+    git_revision()
+    execution.apply_threads()
+    started = time.perf_counter()
+    source = open_source(request.dataset, request.data_root, cache_root)
+    identity = source.identity
+    if identity.synthetic:
+        log(f"dataset: phantom (SYNTHETIC images, not FETAL_PLANES_DB) at {identity.root}")
+    else:
+        log(f"dataset: {identity.name} at {identity.root} ({identity.n_images} images)")
+    spec = resolve_spec(request, source)
+    record_path = spec.record_path(out_dir)
+    if launched_rank(execution.devices) != 0:
+        if force or read_record_status(record_path) != "ok":
+            _train_and_record(spec, source, cache_root, log, None, started, execution)
+        return RunOutcome(record_path, reused=False, record=None)
+    with locked(lock_path(record_path)) as lock:
+        if lock.took_over:
+            (notice or log)(f"taking over the lock of {describe_holder(lock.took_over)}, which "
+                            f"is no longer running: {record_path}")
+        if read_record_status(record_path) == "ok" and not force:
+            log(f"record exists for this spec, not rerun (use --force to rerun): {record_path}")
+            return RunOutcome(record_path, reused=True, record=None)
+        log(f"executing run {spec.hash()} in pid {os.getpid()} on {socket.gethostname()}")
+        record = _train_and_record(spec, source, cache_root, log, checkpoint_dir, started,
+                                   execution)
+        write_record(record_path, record)
+    return RunOutcome(record_path, reused=False, record=record)
+
+
+def _train_and_record(
+    spec: RunSpec,
+    source: DatasetSource,
+    cache_root: Path,
+    log: Callable[[str], None],
+    checkpoint_dir: Path | Literal["cache"] | None,
+    started: float,
+    execution: Execution,
+) -> dict | None:
+    """Train and test the run of ``spec`` (its lock held by the caller); its record (None on a
+    DDP rank other than 0, which only trains)."""
+    method, task, identity = METHODS.get(spec.method), TASKS.get(spec.task), source.identity
+    rows = task.select(source.catalog)
+    split = split_task(rows, spec.fraction, spec.seed, spec.profile.validation_fraction)
+    all_images = load_images(
+        source.catalog, identity.fingerprint, spec.profile.resolution, cache_root
+    )
+    images = all_images[rows.index.to_numpy()]
+    labels = rows["label"].to_numpy(dtype=np.int64)
+    if spec.pool == "task":
+        pool = _tensor(images, split.unlabelled_pool)
+    else:
+        pool = _tensor(all_images, np.flatnonzero(source.catalog["train"].to_numpy()))
+    data = task_data(images, labels, split, task.classes, pool)
+    log(
+        f"{spec.method} on {spec.task}: {len(split.labelled)} labelled, "
+        f"{len(split.validation)} validation, {len(pool)} unlabelled ({spec.pool} pool), "
+        f"{len(split.test)} test images at {spec.profile.resolution}px"
+    )
+    data_seconds = time.perf_counter() - started
+    context = MethodContext(
+        method=spec.method,
+        task=spec.task,
+        dataset_fingerprint=identity.fingerprint,
+        fraction=spec.fraction,
+        seed=spec.seed,
+        protocol=spec.protocol,
+        pool=spec.pool,
+        profile=spec.profile,
+        data=data,
+        cache_root=cache_root,
+        log=log,
+        execution=execution,
+    )
+    pl.seed_everything(spec.seed, workers=True, verbose=False)
+    result = method.train(context)
+    if launched_rank(execution.devices) != 0:
+        return None
+    trained = time.perf_counter()
+    test_images = _tensor(images, split.test)
+    predictions = predict(result.classifier, test_images, spec.profile.channels_last)
+    metrics = classification_metrics(labels[split.test], predictions, task.classes)
+    tested = time.perf_counter()
+    masks = defining_masks_of_rows(Path(identity.root), rows.iloc[split.test], task.classes,
+                                   spec.profile.resolution)
+    explanation = explain_test_set(result.classifier, test_images, labels[split.test],
+                                   rows.iloc[split.test]["patient"].to_numpy(), spec.seed,
+                                   spec.profile.channels_last, masks)
+    metrics.update(explanation.metrics())
+    explained = time.perf_counter()
+    if checkpoint_dir == "cache":
+        checkpoint_dir = Path(cache_root) / CHECKPOINTS_DIR
+    checkpoint = None if checkpoint_dir is None else checkpoint_path(spec, checkpoint_dir)
+    checkpoint_sha256 = None
+    if checkpoint is not None:
+        checkpoint_sha256 = save_classifier(result.classifier, checkpoint, spec.hash())
+        log(f"checkpoint: {checkpoint}")
+    finished = time.perf_counter()
+    return new_record(
+        spec,
+        status="ok",
+        dataset=identity.as_record(),
+        classes=list(task.classes),
+        metrics=metrics,
+        checkpoint=None if checkpoint is None else cache_relative(checkpoint, cache_root),
+        checkpoint_sha256=checkpoint_sha256,
+        method_notes=result.notes,
+        execution=execution.as_record(),
+        split={
+            "labelled": len(split.labelled),
+            "train": len(split.train),
+            "validation": len(split.validation),
+            "test": len(split.test),
+            "unlabelled_pool": len(pool),
+            "labelled_patients": int(rows.iloc[split.labelled]["patient"].nunique()),
+        },
+        timings={
+            "data_s": round(data_seconds, 3),
+            "train_s": round(trained - started - data_seconds, 3),
+            "test_s": round(tested - trained, 3),
+            "explain_s": round(explained - tested, 3),
+            "total_s": round(finished - started, 3),
+        },
+    )

@@ -1,0 +1,186 @@
+"""Run specs and run records: one JSON file per run, written atomically.
+
+A record holds the fully resolved spec and its hash, the dataset's identity (synthetic or real),
+test metrics, validation-based model selection, split sizes, timings, package versions, hardware
+and git revision. The spec hash names the file, so a grid can skip a run whose record exists.
+
+Records are portable: they name files in the cache relative to the cache root
+(:func:`fetalbench.paths.cache_relative`), the dataset by name and fingerprint (not by folder), and
+the process that ran them by pid, not host. This module imports no torch, so the commands that only
+read records (``validate``, ``leaderboard``) start fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from fetalbench.storage.atomic import write_bytes_atomic
+from fetalbench.errors import FetalbenchError
+from fetalbench.profiles import Profile
+
+SCHEMA_VERSION = 1
+PACKAGES = ("fetalbench", "torch", "torchvision", "timm", "lightly", "pytorch-lightning",
+            "numpy", "pandas", "scikit-learn", "scipy")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that decides a run's outcome; its hash identifies the run."""
+
+    method: str
+    task: str
+    dataset: str
+    dataset_fingerprint: str
+    fraction: float
+    seed: int
+    protocol: str
+    pool: str
+    profile: Profile
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        return spec_hash(self.to_dict())
+
+    def record_path(self, out_dir: Path) -> Path:
+        """``out/<dataset>/<task>/<method>/<protocol>-f<fraction>-s<seed>-<hash>.json``."""
+        name = f"{self.protocol}-f{self.fraction:g}-s{self.seed}-{self.hash()}.json"
+        return Path(out_dir) / self.dataset / self.task / self.method / name
+
+
+def spec_hash(spec: dict) -> str:
+    """The hash of a spec as :meth:`RunSpec.to_dict` gives it (or a record's ``spec`` holds it):
+    the first 16 hex digits of the sha256 of its canonical JSON."""
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that shape results."""
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux; None where it cannot be read)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines
+                 if line.startswith("model name")), None)
+
+
+def hardware() -> dict:
+    """The machine a run ran on: what its numbers can depend on besides the spec and the code.
+
+    ``cpu_capability`` is the instruction set torch's CPU kernels dispatch to (``AVX512``,
+    ``AVX2``, ...): two CPUs of one capability run the same kernels; another capability may
+    round differently.
+    """
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+@functools.cache
+def git_revision() -> dict:
+    """The git commit of the fetalbench source, and whether the work tree had changes.
+
+    Asked once per process, when its first run starts (the runner calls it before training), so
+    a long grid keeps reporting the code it actually runs even if commits land meanwhile.
+    """
+    source = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=source, capture_output=True, text=True,
+                                  timeout=10, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    revision = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if revision else None
+    return {"revision": revision, "dirty": bool(status) if status is not None else None}
+
+
+def record_files(results_dir: Path) -> list[Path]:
+    """Every ``*.json`` under ``results_dir``, sorted, skipping hidden files and folders."""
+    root = Path(results_dir)
+    return sorted(
+        path for path in root.rglob("*.json")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+
+
+def records_under(paths: Sequence[Path]) -> list[Path]:
+    """The record files ``paths`` name: a file itself, a folder every record under it."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += record_files(path)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FetalbenchError(f"{path} does not exist; pass record files or folders of them "
+                                  "(default results/)")
+    return files
+
+
+def read_record_status(path: Path) -> str | None:
+    """The ``status`` of the record at ``path``; None when it is absent or unreadable."""
+    try:
+        return json.loads(Path(path).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def write_record(path: Path, record: dict) -> None:
+    """Write ``record`` as JSON atomically at ``path``."""
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    write_bytes_atomic(path, text.encode())
+
+
+def new_record(spec: RunSpec, **sections: object) -> dict:
+    """A record of ``spec`` with the environment filled in and ``sections`` added.
+
+    ``executor`` names the process that ran it (its pid; not the host, which records do not
+    carry), so a grid shared by several processes can show that each run was executed once.
+    """
+    return {
+        "schema": SCHEMA_VERSION,
+        "spec": spec.to_dict(),
+        "spec_hash": spec.hash(),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "versions": package_versions(),
+        "hardware": hardware(),
+        "git": git_revision(),
+        "executor": {"pid": os.getpid()},
+        **sections,
+    }

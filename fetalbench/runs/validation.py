@@ -1,0 +1,226 @@
+"""What a maintainer checks before accepting run records: ``fetalbench validate``.
+
+A record passes when its schema is the one this version writes, its spec hash recomputes from its
+spec, it is portable (no folder or host of the machine that made it), its numbers agree with each
+other (the confusion matrix sums to the test images, and macro F1, per-class sensitivity and
+precision, accuracy and balanced accuracy are what the matrix gives), and, on ``fetal_planes_db``,
+it was measured on the official dataset (the official CSV's sha256, the official test split's
+size for its task). ``fetalbench leaderboard`` refuses a record that fails
+(:mod:`fetalbench.report.record_table`). Checks are plain functions from a record to its
+findings; nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from fetalbench.data.fetal_planes_db import OFFICIAL_CSV_SHA256, OFFICIAL_TEST_IMAGES
+from fetalbench.runs.metrics import confusion_metrics
+from fetalbench.runs.records import SCHEMA_VERSION, records_under, spec_hash
+
+TOLERANCE = 1e-9
+MIGRATE = "run `fetalbench records migrate`"
+RERUN = "rerun the run (`fetalbench run ... --force`); records are written, never edited"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One failed check of one record: the check's name and what is wrong, in words."""
+
+    check: str
+    problem: str
+
+
+@dataclass(frozen=True)
+class RecordReport:
+    """The findings of one record file; it passes when there are none."""
+
+    path: Path
+    findings: tuple[Finding, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def line(self) -> str:
+        """``FILE: failed CHECK (problem); failed CHECK (problem)``, one line."""
+        failed = "; ".join(f"failed {item.check} ({item.problem})" for item in self.findings)
+        return f"{self.path}: {failed}"
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The reports of every record validated, in file order."""
+
+    reports: tuple[RecordReport, ...]
+
+    @property
+    def failed(self) -> tuple[RecordReport, ...]:
+        return tuple(report for report in self.reports if not report.ok)
+
+    def summary(self) -> str:
+        """``validated N records: K ok`` (and ``, F failed`` when some fail)."""
+        total, failed = len(self.reports), len(self.failed)
+        return (f"validated {total} records: {total - failed} ok"
+                + (f", {failed} failed" if failed else ""))
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _close(recorded: object, expected: float) -> bool:
+    return _number(recorded) and math.isclose(recorded, expected, rel_tol=0.0, abs_tol=TOLERANCE)
+
+
+def check_schema(record: dict) -> Iterator[Finding]:
+    """The record's ``schema`` is the one this version writes and reads."""
+    if record["schema"] != SCHEMA_VERSION:
+        yield Finding("schema", f"schema {record['schema']!r} is not {SCHEMA_VERSION}, the one "
+                      f"this version reads; {RERUN}")
+
+
+def check_spec_hash(record: dict) -> Iterator[Finding]:
+    """``spec_hash`` is the hash of ``spec`` (:func:`fetalbench.runs.records.spec_hash`)."""
+    expected = spec_hash(record["spec"])
+    if record["spec_hash"] != expected:
+        yield Finding("spec_hash", f"spec_hash {record['spec_hash']!r} is not the hash of its "
+                      f"spec ({expected}): the spec was edited; {RERUN}")
+
+
+def _absolute(value: object) -> bool:
+    return isinstance(value, str) and (PurePosixPath(value).is_absolute()
+                                       or PureWindowsPath(value).is_absolute())
+
+
+def check_portable(record: dict) -> Iterator[Finding]:
+    """No folder or host name of the machine that made it (see :mod:`fetalbench.runs.records`)."""
+    pretraining = (record.get("method_notes") or {}).get("pretraining") or {}
+    found = [name for name, present in (
+        ("dataset.root", "root" in (record.get("dataset") or {})),
+        ("executor.host", "host" in (record.get("executor") or {})),
+        ("an absolute checkpoint", _absolute(record.get("checkpoint"))),
+        ("an absolute method_notes.pretraining.checkpoint",
+         _absolute(pretraining.get("checkpoint"))),
+    ) if present]
+    if found:
+        yield Finding("portable", f"it holds {', '.join(found)} of the machine that made it; "
+                      f"{MIGRATE} (a checkpoint kept outside the cache stays absolute: rerun with "
+                      "the default --checkpoint-dir)")
+
+
+def check_numbers(record: dict) -> Iterator[Finding]:
+    """A successful run's confusion matrix sums to its test images and gives its metrics."""
+    if record["status"] != "ok":
+        return
+    classes, metrics, n_test = tuple(record["classes"]), record["metrics"], record["split"]["test"]
+    confusion = metrics["confusion_matrix"]
+    size = len(classes)
+    if not (isinstance(confusion, list) and len(confusion) == size and all(
+            isinstance(row, list) and len(row) == size
+            and all(isinstance(count, int) and not isinstance(count, bool) and count >= 0
+                    for count in row) for row in confusion)):
+        yield Finding("confusion_matrix", f"metrics.confusion_matrix is not a {size}x{size} "
+                      f"matrix of counts, one row and column per class; {RERUN}")
+        return
+    total = sum(map(sum, confusion))
+    if total != n_test:
+        yield Finding("confusion_matrix", f"metrics.confusion_matrix sums to {total}, not to the "
+                      f"{n_test} test images of split.test; {RERUN}")
+    if metrics.get("n_test") != n_test:
+        yield Finding("n_test", f"metrics.n_test {metrics.get('n_test')!r} is not split.test "
+                      f"{n_test}; {RERUN}")
+    if total == 0:
+        return
+    with warnings.catch_warnings():  # a class absent from the test set warns, as in the run
+        warnings.simplefilter("ignore")
+        expected = confusion_metrics(confusion, classes)
+    for key in ("macro_f1", "accuracy", "balanced_accuracy"):
+        if not _close(metrics[key], expected[key]):
+            yield Finding(key, f"metrics.{key} {metrics[key]!r} is not {expected[key]!r}, what "
+                          f"the confusion matrix gives; {RERUN}")
+    for key in ("sensitivity", "precision"):
+        recorded = metrics[key]
+        if sorted(recorded) != sorted(classes):
+            yield Finding(key, f"metrics.{key} names {sorted(recorded)}, not the classes "
+                          f"{list(classes)}; {RERUN}")
+            continue
+        wrong = [name for name in classes if not _close(recorded[name], expected[key][name])]
+        if wrong:
+            yield Finding(key, f"metrics.{key} of {wrong[0]} {recorded[wrong[0]]!r} is not "
+                          f"{expected[key][wrong[0]]!r}, what the confusion matrix gives; {RERUN}")
+
+
+def check_official_dataset(record: dict) -> Iterator[Finding]:
+    """A ``fetal_planes_db`` record names the official CSV and the official test split's size."""
+    spec = record["spec"]
+    if spec["dataset"] != "fetal_planes_db":
+        return
+    official = ("run on the official dataset (`fetalbench data download --root DIR`, "
+                "`fetalbench data verify --root DIR`)")
+    csv_sha256 = record["dataset"].get("csv_sha256")
+    if csv_sha256 is None:
+        yield Finding("official_csv", "dataset.csv_sha256 is missing (a record made before "
+                      f"records carried it), so its CSV cannot be checked; {official} and rerun")
+    elif csv_sha256 != OFFICIAL_CSV_SHA256:
+        yield Finding("official_csv", f"dataset.csv_sha256 {csv_sha256!r:.20} is not the sha256 "
+                      f"of the official FETAL_PLANES_DB_data.csv ({OFFICIAL_CSV_SHA256[:16]}...); "
+                      f"{official}")
+    if record["status"] != "ok":
+        return
+    expected = OFFICIAL_TEST_IMAGES.get(spec["task"])
+    if expected is None:
+        yield Finding("official_split", f"no official test size is known for task "
+                      f"{spec['task']!r}; add it to OFFICIAL_TEST_IMAGES in "
+                      "fetalbench/datasets/fetal_planes_db.py")
+    elif record["split"]["test"] != expected:
+        yield Finding("official_split", f"split.test is {record['split']['test']}, not the "
+                      f"{expected} images of the official test split for task {spec['task']}; "
+                      f"{official}")
+
+
+CHECKS: tuple[tuple[str, Callable[[dict], Iterator[Finding]]], ...] = (
+    ("schema", check_schema),
+    ("spec_hash", check_spec_hash),
+    ("portable", check_portable),
+    ("numbers", check_numbers),
+    ("official_dataset", check_official_dataset),
+)
+"""Each check by the name a finding has when the record lacks a field the check reads."""
+
+
+def validate_record(record: dict) -> tuple[Finding, ...]:
+    """Every finding of every check on ``record`` (a parsed record); empty when it passes.
+
+    A field a check needs that is missing or of the wrong kind is a finding of that check, so a
+    damaged record is reported, never a traceback.
+    """
+    findings: list[Finding] = []
+    for name, check in CHECKS:
+        try:
+            findings += check(record)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+            findings.append(Finding(name, "the record lacks or mangles a field "
+                                    f"this check reads ({type(error).__name__}: {error}); {RERUN}"))
+    return tuple(findings)
+
+
+def validate_file(path: Path) -> RecordReport:
+    """The report of the record file at ``path`` (one that is not a JSON object fails ``json``)."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        return RecordReport(Path(path), (Finding("json", f"not readable JSON ({error})"),))
+    if not isinstance(record, dict):
+        return RecordReport(Path(path), (Finding("json", "the top level is not a JSON object"),))
+    return RecordReport(Path(path), validate_record(record))
+
+
+def validate_paths(paths: Sequence[Path]) -> Validation:
+    """Validate each record file in ``paths`` and every record under each folder in it."""
+    return Validation(tuple(validate_file(path) for path in records_under(paths)))

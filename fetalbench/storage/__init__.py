@@ -1,0 +1,1 @@
+"""Files that outlive a process: atomic writes, checksums, verified artifacts and locks."""
