@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -35,6 +36,29 @@ def test_cache_is_keyed_by_resolution_and_parallel_decode_agrees(real_subset_roo
     parallel = image_cache.load_images(catalog, key, 16, tmp_path / "b", workers=2)
     assert np.array_equal(serial, parallel)
     assert image_cache.load_images(catalog, key, 20, tmp_path / "a").shape[1:] == (20, 20)
+
+
+def test_a_cache_is_memory_mapped_and_its_index_must_name_the_catalog(
+    real_subset_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = load_catalog(real_subset_root).head(12)
+    key = fingerprint(real_subset_root, catalog)
+    first = image_cache.load_images(catalog, key, 16, tmp_path, workers=1)
+    _, index_path = image_cache.cache_paths(tmp_path, key, 16)
+    written = json.loads(index_path.read_text())
+    assert written == {"fingerprint": key, "resolution": 16,
+                       "names": catalog["image_name"].tolist(), "sha256": written["sha256"]}
+    # the index as fetalbench wrote it before verified artifacts (compact) is still read
+    index_path.write_text(json.dumps(written))
+    decoded = []
+    real_decode = image_cache._decode_all
+    monkeypatch.setattr(image_cache, "_decode_all",
+                        lambda *args: decoded.append(1) or real_decode(*args))
+    again = image_cache.load_images(catalog, key, 16, tmp_path)
+    assert isinstance(again, np.memmap) and np.array_equal(first, again) and decoded == []
+    index_path.write_text(json.dumps({**written, "names": written["names"][::-1]}))
+    assert np.array_equal(image_cache.load_images(catalog, key, 16, tmp_path), first)
+    assert decoded == [1]  # an index of other names is not trusted: rebuilt
 
 
 def test_corrupt_png_is_named(real_subset_root: Path, tmp_path: Path) -> None:

@@ -2,26 +2,24 @@
 
 Epochs read memory, not PNGs. The cache of a source is one ``.npy`` array (images in catalog
 order, memory-mapped on load) plus a JSON index of image names and the array file's sha256, keyed
-by the source's fingerprint and the resolution. Both files are written atomically; an index that
-does not match the catalog, or an array whose bytes do not match the index's sha256 (a corrupt or
-half-replaced cache), means the cache is rebuilt, not trusted.
+by the source's fingerprint and the resolution: a verified artifact
+(:class:`~fetalbench.storage.artifacts.Artifact`, the index its sidecar). Both files are written
+atomically; an index that does not match the catalog, or an array whose bytes do not match the
+index's sha256 (a corrupt or half-replaced cache), means the cache is rebuilt, not trusted.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fetalbench.data.worker_pool import worker_pool
 from fetalbench.errors import FetalbenchError
-from fetalbench.storage.atomic import write_atomic, write_bytes_atomic
-from fetalbench.storage.digests import file_sha256
+from fetalbench.storage.artifacts import Artifact, Verified
 
 if TYPE_CHECKING:  # decoding workers import this module; they need no pandas
     import pandas as pd
@@ -62,47 +60,30 @@ def load_images(
     ``workers`` processes, default: all cores) and cached. A PNG that does not decode is an error
     naming the file and its CSV line.
     """
-    array_path, index_path = cache_paths(cache_root, fingerprint, resolution)
-    names = catalog["image_name"].tolist()
-    cached = _read_cache(array_path, index_path, names, resolution)
+    artifact = Artifact(*cache_paths(cache_root, fingerprint, resolution))
+    index = {"fingerprint": fingerprint, "resolution": resolution,
+             "names": catalog["image_name"].tolist()}
+    cached = _read_cache(artifact, index, (len(index["names"]), resolution, resolution))
     if cached is not None:
         return cached
     images = _decode_all(catalog, resolution, workers)
-    digest = hashlib.sha256()
-    write_atomic(array_path, lambda stream: np.save(_Hashing(stream, digest), images))
-    index = {"fingerprint": fingerprint, "resolution": resolution, "names": names,
-             "sha256": digest.hexdigest()}
-    write_bytes_atomic(index_path, json.dumps(index).encode())
+    artifact.write(lambda stream: np.save(stream, images), index)
     return images
 
 
-def _read_cache(
-    array_path: Path, index_path: Path, names: list[str], resolution: int
-) -> np.ndarray | None:
-    """The cached array if its index matches ``names`` and its bytes match the index's sha256."""
+def _read_cache(artifact: Artifact, index: dict, shape: tuple[int, int, int]
+                ) -> np.ndarray | None:
+    """The cached array, memory-mapped, if its index holds ``index`` (the catalog's names), its
+    bytes match the index's sha256 and it is uint8 of ``shape``."""
+    if not isinstance(artifact.verify(index), Verified):
+        return None
     try:
-        index = json.loads(index_path.read_text())
-        if not (isinstance(index, dict) and index.get("names") == names):
-            return None
-        if file_sha256(array_path) != index.get("sha256"):
-            return None
-        images = np.load(array_path, mmap_mode="r")
+        images = np.load(artifact.data, mmap_mode="r")
     except (OSError, ValueError):
         return None
-    if images.shape != (len(names), resolution, resolution) or images.dtype != np.uint8:
+    if images.shape != shape or images.dtype != np.uint8:
         return None
     return images
-
-
-class _Hashing:
-    """A write-only stream that feeds what passes through it to a hash."""
-
-    def __init__(self, stream: BinaryIO, digest: hashlib._Hash):
-        self.stream, self.digest = stream, digest
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        return self.stream.write(data)
 
 
 def _decode_all(catalog: pd.DataFrame, resolution: int, workers: int | None) -> np.ndarray:

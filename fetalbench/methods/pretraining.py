@@ -19,7 +19,6 @@ same stage at that moment.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -47,7 +46,8 @@ from fetalbench.methods.execution import launched_rank
 from fetalbench.methods.objective import Objective
 from fetalbench.methods.registry import register_method
 from fetalbench.profiles import Profile
-from fetalbench.storage.atomic import write_bytes_atomic
+from fetalbench.storage.artifacts import Artifact, Refusal, Refused
+from fetalbench.storage.digests import sha256_hex
 from fetalbench.storage.locks import LockedElsewhere, acquire, describe_holder, lock_path
 
 PRETRAINING_AUGMENT = STRONG
@@ -122,9 +122,21 @@ def pretraining_key(context: MethodContext, objective_name: str, init: str,
 
 
 def checkpoint_paths(cache_root: Path, key: dict) -> tuple[Path, Path]:
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    """The checkpoint (safetensors) and JSON sidecar of the stage ``key``, under
+    ``<cache_root>/pretrain/``, named by the objective, the init and a digest of the key."""
+    digest = sha256_hex(json.dumps(key, sort_keys=True).encode())[:20]
     stem = Path(cache_root) / "pretrain" / f"{key['objective']}-{key['init']}-{digest}"
     return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+
+
+_REFUSED = {
+    Refusal.UNREADABLE: "pre-training checkpoint {data} or its sidecar cannot be read ({detail}); "
+                        "training the stage again",
+    Refusal.FOREIGN: "pre-training sidecar {sidecar} is not for this stage; training it again",
+    Refusal.CORRUPT: "pre-training checkpoint {data} does not match the sha256 in its sidecar "
+                     "(corrupt, or written before checksums); training the stage again",
+}
+"""The log line of each way a cached stage is refused (a missing one is simply trained)."""
 
 
 def load_cached_backbone(
@@ -133,49 +145,38 @@ def load_cached_backbone(
     """Load a cached pre-trained backbone into ``backbone``; its sidecar, or None if not usable.
 
     The checkpoint's bytes are hashed before they are parsed and must match the sha256 in the
-    sidecar, which must hold this key; a checkpoint that fails either check, or does not load,
-    is logged and not used (the caller trains the stage again and overwrites it).
+    sidecar, which must hold this key (:meth:`~fetalbench.storage.artifacts.Artifact.verify`); a
+    checkpoint that fails either check, or does not load, is logged and not used (the caller
+    trains the stage again and overwrites it). A checkpoint is only ever replaced whole, under
+    the stage's lock, and parsing safetensors runs no code.
     """
-    weights_path, sidecar_path = checkpoint_paths(cache_root, key)
-    if not (weights_path.exists() or sidecar_path.exists()):
+    artifact = Artifact(*checkpoint_paths(cache_root, key))
+    verdict = artifact.verify({"key": key})
+    if isinstance(verdict, Refused):
+        if verdict.reason is not Refusal.MISSING:
+            log(_REFUSED[verdict.reason].format(data=artifact.data, sidecar=artifact.sidecar,
+                                                detail=verdict.detail))
         return None
     try:
-        sidecar = json.loads(sidecar_path.read_text())
-        data = weights_path.read_bytes()
-    except (OSError, ValueError) as error:
-        log(f"pre-training checkpoint {weights_path} or its sidecar cannot be read "
-            f"({type(error).__name__}); training the stage again")
-        return None
-    if not isinstance(sidecar, dict) or sidecar.get("key") != key:
-        log(f"pre-training sidecar {sidecar_path} is not for this stage; training it again")
-        return None
-    if sidecar.get("sha256") != hashlib.sha256(data).hexdigest():
-        log(f"pre-training checkpoint {weights_path} does not match the sha256 in its sidecar "
-            "(corrupt, or written before checksums); training the stage again")
-        return None
-    try:
-        backbone.load_state_dict(load_safetensors(data))
-    except (ValueError, RuntimeError, SafetensorError) as error:
-        log(f"pre-training checkpoint {weights_path} does not load ({type(error).__name__}); "
+        backbone.load_state_dict(load_safetensors(artifact.data.read_bytes()))
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+        log(f"pre-training checkpoint {artifact.data} does not load ({type(error).__name__}); "
             "training the stage again")
         return None
-    return sidecar
+    return verdict.sidecar
 
 
 def save_backbone(backbone: GrayscaleBackbone, cache_root: Path, key: dict, info: dict) -> Path:
     """Write the pre-trained backbone (safetensors) and then its sidecar, both atomically.
 
-    The sidecar holds the key and the sha256 of the checkpoint's bytes, so a reader can tell the
-    checkpoint is whole and is the one the sidecar describes.
+    The sidecar holds the key, ``info`` and the sha256 of the checkpoint's bytes, so a reader
+    can tell the checkpoint is whole and is the one the sidecar describes.
     """
-    weights_path, sidecar_path = checkpoint_paths(cache_root, key)
+    artifact = Artifact(*checkpoint_paths(cache_root, key))
     state = {name: tensor.detach().cpu().contiguous()
              for name, tensor in backbone.state_dict().items()}
-    data = save_safetensors(state)
-    write_bytes_atomic(weights_path, data)
-    sidecar = {"key": key, "sha256": hashlib.sha256(data).hexdigest(), **info}
-    write_bytes_atomic(sidecar_path, json.dumps(sidecar, indent=2).encode())
-    return weights_path
+    artifact.write(save_safetensors(state), {"key": key, **info})
+    return artifact.data
 
 
 @contextlib.contextmanager

@@ -3,26 +3,24 @@
 A run's checkpoint lives at ``<checkpoint_dir>/<dataset>/<task>/<method>/<record stem>.safetensors``
 (the record's own relative path with another suffix) and carries the run's spec hash, so
 ``fetalbench explain`` can rebuild exactly the model a record measured. Loading reads tensors
-only: a checkpoint cannot run code. The record keeps the file's sha256, so a corrupt checkpoint
-is refused rather than loaded.
+only: a checkpoint cannot run code. The record keeps the file's sha256 (written and checked by
+:mod:`fetalbench.storage.artifacts`), so a corrupt checkpoint is refused rather than loaded.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from fetalbench.storage.atomic import write_bytes_atomic
-from fetalbench.methods.backbones import create_backbone
-from fetalbench.storage.digests import file_sha256
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods.api import Classifier
+from fetalbench.methods.backbones import create_backbone
 from fetalbench.paths import CHECKPOINTS_DIR as CHECKPOINTS_DIR  # the cache's folder of them
 from fetalbench.profiles import Profile
 from fetalbench.runs.records import RunSpec
+from fetalbench.storage.artifacts import Refusal, check_data, write_hashed
 
 SUFFIX = ".safetensors"
 
@@ -43,9 +41,7 @@ def save_classifier(classifier: Classifier, path: Path, spec_hash: str) -> str:
         name: tensor.detach().to("cpu").contiguous()
         for name, tensor in classifier.state_dict().items()
     }
-    data = save(tensors, metadata={"spec_hash": spec_hash})
-    write_bytes_atomic(path, data)
-    return hashlib.sha256(data).hexdigest()
+    return write_hashed(path, save(tensors, metadata={"spec_hash": spec_hash}))
 
 
 def load_classifier(record: dict, checkpoint: Path) -> Classifier:
@@ -64,10 +60,12 @@ def load_classifier(record: dict, checkpoint: Path) -> Classifier:
             f"(fetalbench run ... --force, without --no-checkpoint)"
         )
     expected = record.get("checkpoint_sha256")
-    if expected is not None and file_sha256(checkpoint) != expected:
+    refused = None if expected is None else check_data(checkpoint, expected)
+    if refused is not None:
+        problem = (f"cannot be read ({refused.detail})" if refused.reason is Refusal.UNREADABLE
+                   else "is corrupt (its sha256 differs from the one in the run's record)")
         raise FetalbenchError(
-            f"checkpoint {checkpoint} is corrupt (its sha256 differs from the one in the run's "
-            "record); rerun the run with --force to write a new one"
+            f"checkpoint {checkpoint} {problem}; rerun the run with --force to write a new one"
         )
     profile = Profile(**record["spec"]["profile"])
     classifier = Classifier(create_backbone(profile.backbone, "random"), len(record["classes"]))
