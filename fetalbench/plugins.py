@@ -1,23 +1,28 @@
-"""Plugins: methods and tasks that other installed distributions add through entry points.
+"""Plugins: methods, tasks and datasets that other installed distributions add by entry points.
 
-A distribution declares entry points in the group ``fetalbench.methods`` (methods) or
-``fetalbench.tasks`` (tasks), in its ``pyproject.toml``::
+A distribution declares entry points in the group ``fetalbench.methods`` (methods),
+``fetalbench.tasks`` (tasks) or ``fetalbench.datasets`` (datasets), in its ``pyproject.toml``::
 
     [project.entry-points."fetalbench.methods"]
     rotnet = "fetalbench_plugin_example.rotnet"
 
+    [project.entry-points."fetalbench.datasets"]
+    my_scans = "my_plugin.datasets:register"
+
 The rule for an entry point's value (what :meth:`importlib.metadata.EntryPoint.load` returns):
 
 - ``package.module`` names a module: importing it registers, through ``register_method``,
-  ``register_two_stage`` or ``register_task`` at module level (as the built-in modules do);
+  ``register_two_stage``, ``register_task`` or ``register_dataset`` at module level (as the
+  built-in modules do);
 - ``package.module:register`` names a callable: it is called once, with no arguments, and
   registers.
 
 The entry point's name is only a label for messages; the names that count are those the plugin
 registers. Loading is lazy: a registry made with an entry-point group loads that group the first
-time it is queried, once per process, as lm-evaluation-harness does. The built-in methods and
-tasks are registered before any plugin, and whatever a plugin registers is attributed to it
-(``plugin DIST (GROUP: NAME = VALUE)``), so taking a built-in's name is an error that names both.
+time it is queried, once per process, as lm-evaluation-harness does. The built-in methods, tasks
+and datasets (:data:`BUILT_INS`) are registered before any plugin, and whatever a plugin
+registers is attributed to it (``plugin DIST (GROUP: NAME = VALUE)``), so taking a built-in's
+name is an error that names both.
 Name collisions are errors; a plugin that fails to load for any other reason is skipped with one
 warning line on stderr (logger ``fetalbench.plugins``) and everything else keeps working.
 """
@@ -32,7 +37,7 @@ from contextvars import ContextVar
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 
-BUILT_INS = ("fetalbench.methods", "fetalbench.data.tasks")
+BUILT_INS = ("fetalbench.methods", "fetalbench.data.tasks", "fetalbench.data.sources")
 
 LOG = logging.getLogger(__name__)
 _loading: ContextVar[str | None] = ContextVar("fetalbench_loading_plugin", default=None)

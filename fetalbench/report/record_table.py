@@ -5,8 +5,10 @@ repeated runs that the leaderboard aggregates. Loading refuses anything that wou
 ambiguous: a malformed record, two records of one spec or of one cell and seed, or records of one
 cell made with different settings (profile, unlabelled pool, dataset fingerprint); and a record
 that fails a check of ``fetalbench validate`` (:mod:`fetalbench.runs.validation`). Every error
-names the file(s) and what to do. The dataset is part of every key, so phantom (synthetic) and
-FETAL_PLANES_DB rows never share a cell.
+names the file(s) and what to do. A record's dataset must be registered
+(:data:`fetalbench.data.sources.DATASETS`) and its ``dataset.synthetic`` flag the registered one.
+The dataset is part of every key, so synthetic (the phantom) and real (FETAL_PLANES_DB) rows never
+share a cell.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from fetalbench.data.sources import DATASETS
 from fetalbench.errors import FetalbenchError
 from fetalbench.runs.records import SCHEMA_VERSION, record_files
 from fetalbench.runs.validation import validate_record
 
-DATASETS = ("phantom", "fetal_planes_db")
 PROTOCOLS = ("finetune", "linear")
 CELL = ("dataset", "task", "method", "protocol", "fraction")
 EXTRA_METRICS = {"silhouette": "embedding", "knn_accuracy": "embedding",
@@ -127,7 +129,7 @@ class _RecordReader:
         row = {
             "method": self.field(spec, "method", "text", "spec."),
             "task": self.field(spec, "task", "text", "spec."),
-            "dataset": self.choice(spec, "dataset", DATASETS, "spec."),
+            "dataset": self.choice(spec, "dataset", tuple(DATASETS.names()), "spec."),
             "fraction": float(self.field(spec, "fraction", "a number", "spec.")),
             "seed": self.field(spec, "seed", "a whole number", "spec."),
             "protocol": self.choice(spec, "protocol", PROTOCOLS, "spec."),
@@ -144,7 +146,7 @@ class _RecordReader:
         row["synthetic"] = self.field(dataset, "synthetic", "true or false", "dataset.")
         if self.field(dataset, "name", "text", "dataset.") != row["dataset"]:
             raise self.fail(f"dataset.name {dataset['name']!r} differs from spec.dataset")
-        if row["synthetic"] != (row["dataset"] == "phantom"):
+        if row["synthetic"] != DATASETS.get(row["dataset"]).synthetic:
             raise self.fail(f"dataset.synthetic is {row['synthetic']} for {row['dataset']!r}")
         if self.field(dataset, "fingerprint", "text", "dataset.") != row["dataset_fingerprint"]:
             raise self.fail("dataset.fingerprint differs from spec.dataset_fingerprint")
