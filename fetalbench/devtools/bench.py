@@ -23,18 +23,24 @@ from tabulate import tabulate
 from torch.utils.data import TensorDataset
 
 from fetalbench.data import image_cache
+from fetalbench.data.prepare import prepare_run_data
 from fetalbench.data.sources import open_source
+from fetalbench.data.tasks import TASKS
 from fetalbench.methods import METHODS
 from fetalbench.methods.api import Classifier
 from fetalbench.methods.augment import LIGHT, STRONG, UltrasoundAugment
 from fetalbench.methods.backbones import create_backbone
 from fetalbench.methods.engine import SupervisedModule, batches, make_trainer, to_float
-from fetalbench.methods.pretraining import PretrainModule
+from fetalbench.methods.pretraining import PretrainModule, stage_group
 from fetalbench.methods.simclr import SimCLR, SimCLRSettings
 from fetalbench.orchestrate.suites import Suite
 from fetalbench.profiles import Profile
 from fetalbench.storage.atomic import write_bytes_atomic
 
+BENCH_TASK = "planes"
+BENCH_IMAGES = 512
+"""The training loops step through the first 512 labelled images of a phantom run of
+``planes`` at the profile's resolution (:func:`~fetalbench.data.prepare.prepare_run_data`)."""
 
 @dataclass(frozen=True)
 class Measurement:
@@ -333,7 +339,7 @@ def cache_rates(cache_root: Path, resolution: int, limit: int) -> tuple[Measurem
 def pretraining_counts(suite: Suite) -> Measurement:
     """Pre-training stages a grid executes against the naive count (one per run)."""
     runs = [r for r in suite.requests(None) if METHODS.get(r.method).pretrains]
-    groups = {(r.method, r.task, r.seed, r.pool) for r in runs}
+    groups = {stage_group(r) for r in runs}
     naive = len(runs)
     return Measurement(f"grid '{suite.name}': pre-training stages run (naive: {naive})",
                        float(len(groups)), "naive count", len(groups) / naive if naive else None)
@@ -346,10 +352,9 @@ def run_benchmarks(profile: Profile, cache_root: Path, steps: int = 10, warmup: 
 
     torch.manual_seed(0)
     source = open_source("phantom", None, cache_root)
-    cached = image_cache.load_images(source.catalog, source.identity.fingerprint,
-                                     profile.resolution, cache_root)
-    images = torch.from_numpy(np.array(cached[:512])).unsqueeze(1)
-    labels = torch.arange(len(images)) % 3
+    data = prepare_run_data(source, TASKS.get(BENCH_TASK), 1.0, 0, profile.validation_fraction,
+                            "task", profile.resolution, cache_root).task_data()
+    images, labels = data.labelled_images[:BENCH_IMAGES], data.labelled_labels[:BENCH_IMAGES]
     rows = list(cache_rates(cache_root, profile.resolution, 256))
     pipeline = data_pipeline(profile, images, 20)
     rows += [pipeline]

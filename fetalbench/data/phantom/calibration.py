@@ -20,11 +20,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tabulate import tabulate
 
-from fetalbench.data.image_cache import load_images
+from fetalbench.data.prepare import prepare_run_data
 from fetalbench.data.sources import open_source
 from fetalbench.data.splits import nested_labelled_subsets
 from fetalbench.data.tasks import TASKS
 from fetalbench.methods.backbones import create_backbone
+from fetalbench.profiles import QUICK
 from fetalbench.runs.metrics import macro_f1
 
 PROBE_FRACTIONS = (0.05, 1.0)
@@ -62,18 +63,21 @@ def frozen_features(images: np.ndarray, batch_size: int = 128) -> np.ndarray:
 
 
 def calibrate(cache_root: Path, resolution: int = 128, seed: int = 0) -> list[ProbeScore]:
-    """The probe's four numbers (two tasks x two label fractions) on the phantom."""
+    """The probe's four numbers (two tasks x two label fractions) on the phantom.
+
+    Each task's images come from :func:`~fetalbench.data.prepare.prepare_run_data`, as a run's
+    do. The probe selects no model, so it has no validation carve-out: its label fractions are
+    drawn from every official training image of the task (the split's ``unlabelled_pool``).
+    """
     source = open_source("phantom", None, cache_root)
-    images = load_images(source.catalog, source.identity.fingerprint, resolution, cache_root)
     scores = []
     for task_name in ("planes", "brain"):
         task = TASKS.get(task_name)
-        rows = task.select(source.catalog)
-        features = frozen_features(images[rows.index.to_numpy()])
-        labels = rows["label"].to_numpy()
-        train = np.flatnonzero(rows["train"].to_numpy())
-        test = np.flatnonzero(~rows["train"].to_numpy())
-        subsets = nested_labelled_subsets(rows.iloc[train], PROBE_FRACTIONS, seed)
+        data = prepare_run_data(source, task, 1.0, seed, QUICK.validation_fraction, "task",
+                                resolution, cache_root)
+        features = frozen_features(data.images)
+        labels, train, test = data.labels, data.split.unlabelled_pool, data.split.test
+        subsets = nested_labelled_subsets(data.rows.iloc[train], PROBE_FRACTIONS, seed)
         for fraction, positions in subsets.items():
             labelled = train[positions]
             probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))

@@ -1,0 +1,47 @@
+"""prepare_run_data: the one place a run's rows, split, images and tensors are put together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fetalbench.data.prepare import prepare_run_data
+from fetalbench.data.sources import open_source
+from fetalbench.data.splits import split_task
+from fetalbench.data.tasks import TASKS
+from fetalbench.errors import FetalbenchError
+
+
+def test_the_tensors_follow_the_split_and_the_pool(real_subset_root: Path, tmp_path: Path
+                                                   ) -> None:
+    source = open_source("fetal_planes_db", real_subset_root, tmp_path)
+    task = TASKS.get("planes")
+    data = prepare_run_data(source, task, 0.5, 3, 0.2, "task", 32, tmp_path)
+    expected = split_task(task.select(source.catalog), 0.5, 3, 0.2)
+    assert all(np.array_equal(getattr(data.split, name), getattr(expected, name))
+               for name in ("labelled", "train", "validation", "test", "unlabelled_pool"))
+    methods = data.task_data()
+    assert methods.classes == task.classes
+    assert methods.labelled_images.shape == (len(data.split.labelled), 1, 32, 32)
+    assert methods.labelled_images.dtype == torch.uint8
+    assert torch.equal(methods.labelled_labels, torch.from_numpy(data.labels[data.split.labelled]))
+    assert len(methods.validation_images) == len(methods.validation_labels) == len(
+        data.split.validation)
+    assert len(methods.unlabelled_images) == len(data.split.unlabelled_pool)
+    assert torch.equal(data.test_images()[:, 0],
+                       torch.from_numpy(data.images[data.split.test]))
+    assert data.test_labels.dtype == np.int64 and len(data.test_labels) == len(data.split.test)
+    assert (data.test_patients == data.rows.iloc[data.split.test]["patient"].to_numpy()).all()
+    assert data.test_masks() is None  # FETAL_PLANES_DB has no Masks/
+
+    everything = prepare_run_data(source, task, 0.5, 3, 0.2, "dataset", 32, tmp_path)
+    assert len(everything.unlabelled_images()) == int(source.catalog["train"].sum())
+
+
+def test_an_unknown_pool_is_refused(real_subset_root: Path, tmp_path: Path) -> None:
+    source = open_source("fetal_planes_db", real_subset_root, tmp_path)
+    with pytest.raises(FetalbenchError, match="unknown unlabelled pool 'all'"):
+        prepare_run_data(source, TASKS.get("brain"), 1.0, 0, 0.2, "all", 32, tmp_path)
