@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from fetalbench.data.image_cache import load_images
-from fetalbench.data.sources import open_source
+from fetalbench.data.sources import DATASETS, open_source
 from fetalbench.data.splits import split_task
 from fetalbench.data.tasks import TASKS
 from fetalbench.errors import FetalbenchError
@@ -144,7 +144,8 @@ def rerun_command(record: dict, data_root: Path | None = None) -> str:
     """The ``fetalbench run`` command that rewrites ``record``'s run (with its checkpoint); on
     real data it takes ``--data-root`` (``DIR`` when ``data_root`` is not known)."""
     spec = record["spec"]
-    data_root = "" if spec["dataset"] == "phantom" else f" --data-root {data_root or 'DIR'}"
+    data_root = (f" --data-root {data_root or 'DIR'}"
+                 if DATASETS.get(spec["dataset"]).needs_data_root else "")
     return (
         f"fetalbench run --method {spec['method']} --task {spec['task']} --dataset "
         f"{spec['dataset']}{data_root} --fraction {spec['fraction']:g} --seed {spec['seed']} "
@@ -227,10 +228,10 @@ def explain_run(
     spec = record["spec"]
     if per_class < 1:
         raise FetalbenchError(f"--per-class {per_class} must be at least 1, e.g. --per-class 4")
-    if spec["dataset"] != "phantom" and data_root is None:
+    dataset = DATASETS.get(spec["dataset"])
+    if dataset.needs_data_root and data_root is None:
         raise FetalbenchError(
-            f"this run is on {spec['dataset']}: pass --data-root DIR, the folder holding "
-            "FETAL_PLANES_DB_data.csv and Images/"
+            f"this run is on {dataset.name}: pass --data-root DIR, {dataset.data_root_help}"
         )
     rerun = rerun_command(record, data_root)
     if not record.get("checkpoint"):
@@ -275,7 +276,7 @@ def explain_run(
     sample = sample_per_class(labels, per_class, spec["seed"])
     cams = grad_cam(classifier, test_images[sample], torch.tensor(labels[sample], dtype=torch.long),
                     channels_last=profile.channels_last)
-    synthetic = " (synthetic phantom)" if record["dataset"]["synthetic"] else ""
+    synthetic = f" (synthetic {dataset.name})" if record["dataset"]["synthetic"] else ""
     title = (f"{spec['method']} ({spec['protocol']}) on {spec['task']}{synthetic}, "
              f"fraction {spec['fraction']:g}, seed {spec['seed']}")
     out_dir = Path(out_dir)
