@@ -12,23 +12,22 @@ running elsewhere, and takes over the lock of a process that died.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-import traceback
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from fetalbench.data.sources import open_source
-from fetalbench.errors import FetalbenchError
 from fetalbench.methods.engine import show_progress_bars
 from fetalbench.methods.execution import SINGLE_PROCESS, Execution
+from fetalbench.orchestrate.loop import DONE_ALREADY, FAILED, OK, RUNNING_ELSEWHERE, attempt_run
 from fetalbench.orchestrate.suites import Suite
-from fetalbench.runs.execute import RunRequest, execute_run, resolve_spec
-from fetalbench.runs.records import new_record, read_record_status, write_record
-from fetalbench.storage.locks import LockedElsewhere, describe_holder, lock_path, locked
+from fetalbench.runs.execute import resolve_spec
+from fetalbench.runs.records import read_record_status
+from fetalbench.storage.locks import describe_holder
 
 
 @dataclass(frozen=True)
@@ -53,47 +52,43 @@ def run_grid(suite: Suite, data_root: Path | None, out_dir: Path, cache_root: Pa
     requests = suite.requests(data_root)
     source = open_source(suite.dataset, data_root, cache_root)
     pending = [r for r in requests
-               if read_record_status(resolve_spec(r, source).record_path(out_dir)) != "ok"]
+               if read_record_status(resolve_spec(r, source).record_path(out_dir)) != OK]
     skipped = len(requests) - len(pending)
     show_progress_bars(False)
-    succeeded = failed = elsewhere = pretrained = reused = 0
+    counts: Counter[str] = Counter()
+    pretrained = reused = 0
     started = time.perf_counter()
     # a bar on a terminal; in a log (CI, Slurm, nohup) the per-run lines carry the ETA instead
     progress = tqdm(pending, desc=f"grid {suite.name}", unit="run", dynamic_ncols=True,
                     disable=quiet or not sys.stderr.isatty())
     progress.write(f"{suite.name}: {len(requests)} runs, {skipped} already done, "
                    f"{len(pending)} to run")
-    for done, request in enumerate(progress):
+    for done, request in enumerate(progress, start=1):
         name = f"{request.method} {request.task} f={request.fraction:g} s={request.seed}"
         progress.set_postfix_str(name)
-        try:
-            outcome = execute_run(request, out_dir, cache_root, log=lambda _: None,
-                                  execution=execution, notice=progress.write)
-        except LockedElsewhere as busy:
-            elsewhere += 1
-            progress.write(f"running elsewhere ({describe_holder(busy.holder)}), skipped: {name}")
-            continue
-        except Exception as error:
-            failed += 1
-            write_failed_record(request, source, out_dir, error)
-            progress.write(f"FAILED {name}: {error}")
-            continue
-        if outcome.reused:  # another process finished it since this grid started
-            skipped += 1
-            continue
-        succeeded += 1
-        progress.write(f"{name}: macro F1 {outcome.record['metrics']['macro_f1']:.3f} in "
-                       f"{outcome.record['timings']['total_s']:.0f}s (run "
-                       f"{outcome.record['spec_hash']}) [{done + 1}/{len(pending)}, ETA "
-                       f"{eta(started, done + 1, len(pending))}]")
-        pretraining = outcome.record["method_notes"].get("pretraining")
-        if pretraining is not None:
-            pretrained += 1
-            reused += bool(pretraining["reused"])
+        attempt = attempt_run(request, source, out_dir, cache_root, execution,
+                              log=lambda _: None, notice=progress.write)
+        counts[attempt.status] += 1
+        if attempt.status == RUNNING_ELSEWHERE:
+            progress.write(f"running elsewhere ({describe_holder(attempt.error.holder)}), "
+                           f"skipped: {name}")
+        elif attempt.status == FAILED:
+            progress.write(f"FAILED {name}: {attempt.error}")
+        elif attempt.status == OK:
+            record = attempt.record
+            progress.write(f"{name}: macro F1 {record['metrics']['macro_f1']:.3f} in "
+                           f"{record['timings']['total_s']:.0f}s (run {record['spec_hash']}) "
+                           f"[{done}/{len(pending)}, ETA {eta(started, done, len(pending))}]")
+            pretraining = record["method_notes"].get("pretraining")
+            if pretraining is not None:
+                pretrained += 1
+                reused += bool(pretraining["reused"])
     progress.close()
     show_progress_bars(True)
-    return GridSummary(total=len(requests), skipped=skipped, succeeded=succeeded,
-                       failed=failed, running_elsewhere=elsewhere,
+    # done already: another process finished it since this grid started
+    return GridSummary(total=len(requests), skipped=skipped + counts[DONE_ALREADY],
+                       succeeded=counts[OK], failed=counts[FAILED],
+                       running_elsewhere=counts[RUNNING_ELSEWHERE],
                        pretraining_runs=pretrained - reused, pretraining_reused=reused,
                        seconds=time.perf_counter() - started)
 
@@ -103,21 +98,3 @@ def eta(started: float, done: int, total: int) -> str:
     seconds = round((time.perf_counter() - started) / max(1, done) * (total - done))
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
         f"{seconds // 60}m{seconds % 60:02d}s")
-
-
-def write_failed_record(request: RunRequest, source, out_dir: Path, error: Exception) -> None:
-    """A record that says the run failed and why (it never enters the leaderboard's numbers).
-
-    Written under the run's lock, and only if no process has meanwhile written a successful
-    record or holds the run now.
-    """
-    spec = resolve_spec(request, source)
-    path = spec.record_path(out_dir)
-    message = str(error) if isinstance(error, FetalbenchError) else (
-        f"{type(error).__name__}: {error}")
-    record = new_record(spec, status="failed", error=message,
-                        traceback=traceback.format_exception(error)[-8:],
-                        dataset=source.identity.as_record())
-    with contextlib.suppress(LockedElsewhere), locked(lock_path(path)):
-        if read_record_status(path) != "ok":
-            write_record(path, record)

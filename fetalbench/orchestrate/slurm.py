@@ -13,9 +13,9 @@ independently.
 **Resuming.** Runs whose record exists with status ``ok`` are not submitted and groups with
 nothing left are skipped, so submitting again after jobs died or hit their time limit submits
 exactly what is missing. A job checks each record again when it starts (another grid may have
-finished the run meanwhile) and runs under the run's lock (:mod:`fetalbench.storage.locks`), like
-the local grid; a run that raises is written as a ``failed`` record
-(:func:`fetalbench.orchestrate.grid.write_failed_record`) and the job goes on.
+finished the run meanwhile) and runs under the run's lock (:mod:`fetalbench.storage.locks`), in
+the local grid's loop (:func:`fetalbench.orchestrate.loop.attempt_run`); a run that raises is
+written as a ``failed`` record and the job goes on.
 
 **Files.** Records go to ``out_dir``, which every node must see (the shared results folder).
 submitit's folder of pickled jobs and logs is ``<cache>/slurm/<suite>``, and the job gets
@@ -49,11 +49,10 @@ from fetalbench.data.sources import open_source
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods.engine import show_progress_bars
 from fetalbench.methods.execution import Execution
-from fetalbench.orchestrate.grid import write_failed_record
+from fetalbench.orchestrate.loop import DONE_ALREADY, FAILED, OK, RUNNING_ELSEWHERE, attempt_run
 from fetalbench.orchestrate.suites import Suite
-from fetalbench.runs.execute import RunRequest, execute_run, resolve_spec
+from fetalbench.runs.execute import RunRequest, resolve_spec
 from fetalbench.runs.records import read_record_status
-from fetalbench.storage.locks import LockedElsewhere
 
 DEFAULT_TIME_MIN = 60
 SLURM_FOLDER = "slurm"
@@ -107,7 +106,9 @@ class SlurmOptions:
 @dataclass(frozen=True)
 class RunStatus:
     """What a job did with one run: ``ok``, ``failed``, ``done already`` or
-    ``running elsewhere`` (another process holds the run's lock)."""
+    ``running elsewhere`` (another process holds the run's lock;
+    :data:`~fetalbench.orchestrate.loop.STATUSES`), with the error as text, so that it pickles
+    back from the job."""
 
     request: RunRequest
     status: str
@@ -168,18 +169,15 @@ def run_group(requests: list[RunRequest], out_dir: Path, cache_root: Path,
     for request in requests:
         name = (f"{request.method} {request.task} {request.protocol} f={request.fraction:g} "
                 f"s={request.seed}")
-        try:
-            outcome = execute_run(request, out_dir, cache_root, execution=execution)
-        except LockedElsewhere as busy:
-            print(f"running elsewhere, skipped: {name}: {busy}", flush=True)
-            statuses.append(RunStatus(request, "running elsewhere", str(busy)))
-            continue
-        except Exception as error:
-            write_failed_record(request, source, out_dir, error)
-            print(f"FAILED {name}: {error}", flush=True)
-            statuses.append(RunStatus(request, "failed", f"{type(error).__name__}: {error}"))
-            continue
-        statuses.append(RunStatus(request, "done already" if outcome.reused else "ok"))
+        attempt = attempt_run(request, source, out_dir, cache_root, execution)
+        error = None
+        if attempt.status == RUNNING_ELSEWHERE:
+            error = str(attempt.error)
+            print(f"running elsewhere, skipped: {name}: {error}", flush=True)
+        elif attempt.status == FAILED:
+            error = f"{type(attempt.error).__name__}: {attempt.error}"
+            print(f"FAILED {name}: {attempt.error}", flush=True)
+        statuses.append(RunStatus(request, attempt.status, error))
     return statuses
 
 
@@ -208,7 +206,7 @@ def submit_grid(
     requests = suite.requests(data_root)
     source = open_source(suite.dataset, data_root, cache_root)
     pending = [r for r in requests
-               if read_record_status(resolve_spec(r, source).record_path(out_dir)) != "ok"]
+               if read_record_status(resolve_spec(r, source).record_path(out_dir)) != OK]
     groups = group_requests(pending)
     folder = cache_root / SLURM_FOLDER / suite.name
     jobs: list[submitit.Job] = []
@@ -242,12 +240,12 @@ def wait_for_jobs(submission: SlurmSubmission) -> SlurmGridSummary:
         try:
             statuses = job.result()
         except UncompletedJobError as error:
-            counts["failed"] += len(group)
+            counts[FAILED] += len(group)
             first_line = next((line for line in str(error).splitlines() if line.strip()), "")
             failed_jobs.append(f"{job.job_id}: {first_line}")
             continue
         counts.update(status.status for status in statuses)
-    return SlurmGridSummary(succeeded=counts["ok"], failed=counts["failed"],
-                            done_already=counts["done already"],
-                            running_elsewhere=counts["running elsewhere"],
+    return SlurmGridSummary(succeeded=counts[OK], failed=counts[FAILED],
+                            done_already=counts[DONE_ALREADY],
+                            running_elsewhere=counts[RUNNING_ELSEWHERE],
                             failed_jobs=failed_jobs, seconds=time.perf_counter() - started)
