@@ -31,7 +31,7 @@ from fetalbench.methods.api import Classifier
 from fetalbench.methods.augment import LIGHT, STRONG, UltrasoundAugment
 from fetalbench.methods.backbones import create_backbone
 from fetalbench.methods.engine import SupervisedModule, batches, make_trainer, to_float
-from fetalbench.methods.pretraining import PretrainModule
+from fetalbench.methods.pretraining import PretrainModule, stage_group
 from fetalbench.methods.simclr import SimCLR, SimCLRSettings
 from fetalbench.orchestrate.suites import Suite
 from fetalbench.profiles import Profile
@@ -340,7 +340,7 @@ def cache_rates(cache_root: Path, resolution: int, limit: int) -> tuple[Measurem
 def pretraining_counts(suite: Suite) -> Measurement:
     """Pre-training stages a grid executes against the naive count (one per run)."""
     runs = [r for r in suite.requests(None) if METHODS.get(r.method).pretrains]
-    groups = {(r.method, r.task, r.seed, r.pool) for r in runs}
+    groups = {stage_group(r) for r in runs}
     naive = len(runs)
     return Measurement(f"grid '{suite.name}': pre-training stages run (naive: {naive})",
                        float(len(groups)), "naive count", len(groups) / naive if naive else None)

@@ -22,8 +22,9 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
 import torch
@@ -49,6 +50,9 @@ from fetalbench.profiles import Profile
 from fetalbench.storage.artifacts import Artifact, Refusal, Refused
 from fetalbench.storage.digests import sha256_hex
 from fetalbench.storage.locks import LockedElsewhere, acquire, describe_holder, lock_path
+
+if TYPE_CHECKING:
+    from fetalbench.runs.spec import RunRequest
 
 PRETRAINING_AUGMENT = STRONG
 """The views every pre-training stage learns from; part of the stage's key."""
@@ -92,10 +96,25 @@ FINE_TUNING_ONLY = frozenset({"name", "batch_size", "downstream_steps", "validat
                               "learning_rate", "validation_fraction"})
 """Profile fields that a pre-training stage does not read; every other field is in its key."""
 
+DOWNSTREAM_ONLY = frozenset({"fraction", "protocol"})
+"""Fields of a run request that its pre-training stage does not depend on: every other field
+enters the stage's key (:func:`pretraining_key`): the method as its objective and init, the
+dataset and its root as the data's fingerprint, the profile by :data:`FINE_TUNING_ONLY`."""
+
+
+def stage_group(request: RunRequest) -> tuple[tuple[str, object], ...]:
+    """What of ``request`` its pre-training stage depends on: its fields but
+    :data:`DOWNSTREAM_ONLY`, as ``(name, value)`` pairs. Requests of one group share one stage,
+    which the first of them trains and the others reuse (a Slurm job runs one group; a method
+    without pre-training is grouped the same way)."""
+    return tuple((field.name, getattr(request, field.name)) for field in fields(request)
+                 if field.name not in DOWNSTREAM_ONLY)
+
 
 def pretraining_key(context: MethodContext, objective_name: str, init: str,
                     settings: object, objective_version: int) -> dict:
-    """Everything the pre-trained backbone depends on (not fraction, not protocol).
+    """Everything the pre-trained backbone depends on (not :data:`DOWNSTREAM_ONLY`: fraction,
+    protocol).
 
     The profile enters by exclusion: every field but :data:`FINE_TUNING_ONLY`, so a setting
     added to :class:`~fetalbench.profiles.Profile` later (as ``channels_last`` once was missed,

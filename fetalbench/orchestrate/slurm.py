@@ -1,8 +1,9 @@
 """Run a suite's grid on a Slurm cluster through submitit: one job per pre-training group.
 
-**Job grouping.** A group is the runs that share a pre-training stage: one method, task, seed and
-unlabelled pool (a suite fixes the dataset and profile); its runs differ only in label fraction
-and downstream protocol. Each group is one Slurm job that runs the group's runs in order
+**Job grouping.** A group is the runs that share a pre-training stage
+(:func:`~fetalbench.methods.pretraining.stage_group`): one method, task, seed and unlabelled pool
+(a suite fixes the dataset and profile); its runs differ only in label fraction and downstream
+protocol. Each group is one Slurm job that runs the group's runs in order
 (:func:`run_group`): the first trains the pre-training stage and caches it under
 ``FETALBENCH_CACHE``, the others reuse it, so a stage is trained once and no job waits for
 another. A method without pre-training is grouped the same way (one job per method, task and
@@ -49,6 +50,7 @@ from fetalbench.data.sources import open_source
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods.engine import show_progress_bars
 from fetalbench.methods.execution import Execution
+from fetalbench.methods.pretraining import stage_group
 from fetalbench.orchestrate.loop import DONE_ALREADY, FAILED, OK, RUNNING_ELSEWHERE, attempt_run
 from fetalbench.orchestrate.suites import Suite
 from fetalbench.runs.execute import RunRequest, resolve_spec
@@ -139,17 +141,11 @@ class SlurmGridSummary:
     seconds: float
 
 
-def group_key(request: RunRequest) -> tuple:
-    """The pre-training group of a run: what its pre-training stage depends on."""
-    return (request.dataset, request.profile, request.method, request.task, request.seed,
-            request.pool)
-
-
 def group_requests(requests: list[RunRequest]) -> list[list[RunRequest]]:
     """``requests`` split into pre-training groups, each in the given order."""
     groups: dict[tuple, list[RunRequest]] = {}
     for request in requests:
-        groups.setdefault(group_key(request), []).append(request)
+        groups.setdefault(stage_group(request), []).append(request)
     return list(groups.values())
 
 
