@@ -1,4 +1,4 @@
-"""The public interface for plugins: everything a new method or task needs, in one import.
+"""The public interface for plugins: everything a new method, task or dataset needs, in one import.
 
 A plugin reuses fetalbench's backbones, augmentations, trainer and metrics instead of copying
 them, so its runs are measured exactly like the built-in methods'. Import from here, not from
@@ -43,11 +43,26 @@ drop the gradients of parameters frozen for part of training.
 **A task** is a :class:`Task` (a catalog label column and its classes) added with
 :func:`register_task`.
 
-Plugins are found through the entry-point groups ``fetalbench.methods`` and ``fetalbench.tasks``;
+**A dataset** is a :class:`Dataset` added with :func:`register_dataset`: its ``name``, ``title``
+(how tables name it), ``synthetic`` flag (every record and table made on it says so),
+``description`` (one sentence on where its images come from), ``opener`` (``(data_root,
+cache_root) -> DatasetSource``) and ``data_root_help`` (what ``--data-root`` must point at; None
+when it needs none). A folder in the FETAL_PLANES_DB layout (``FETAL_PLANES_DB_data.csv`` and
+``Images/``) opens with :func:`folder_source`. :data:`DATASETS` lists the registered ones.
+
+Plugins are found through the entry-point groups ``fetalbench.methods``, ``fetalbench.tasks`` and
+``fetalbench.datasets``;
 see :mod:`fetalbench.plugins` for the rule, and ``docs/adding-a-method.md`` for a walk-through
 of the example plugin (RotNet) in ``examples/fetalbench-plugin-example``.
 """
 
+from fetalbench.data.sources import (
+    DATASETS,
+    Dataset,
+    DatasetSource,
+    folder_source,
+    register_dataset,
+)
 from fetalbench.data.tasks import TASKS, Task, register_task
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods.api import Classifier, MethodContext, MethodResult, TaskData
@@ -56,17 +71,20 @@ from fetalbench.methods.backbones import GrayscaleBackbone, create_backbone
 from fetalbench.methods.engine import fit_classifier
 from fetalbench.methods.objective import Objective, momentum_copy, momentum_step
 from fetalbench.methods.pretraining import register_two_stage
-from fetalbench.methods.registry import METHODS, register_method
+from fetalbench.methods.registry import METHODS, register_init_pair, register_method
 from fetalbench.profiles import Profile
 from fetalbench.runs.metrics import classification_metrics
 
 __all__ = [
+    "DATASETS",
     "LIGHT",
     "METHODS",
     "STRONG",
     "TASKS",
     "AugmentSettings",
     "Classifier",
+    "Dataset",
+    "DatasetSource",
     "FetalbenchError",
     "GrayscaleBackbone",
     "MethodContext",
@@ -79,8 +97,11 @@ __all__ = [
     "classification_metrics",
     "create_backbone",
     "fit_classifier",
+    "folder_source",
     "momentum_copy",
     "momentum_step",
+    "register_dataset",
+    "register_init_pair",
     "register_method",
     "register_task",
     "register_two_stage",

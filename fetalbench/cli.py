@@ -106,7 +106,8 @@ def _input_folder(text: str) -> Path:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from fetalbench.runs.execute import RunRequest, execute_run
+    from fetalbench.runs.execute import execute_run
+    from fetalbench.runs.spec import RunRequest
 
     request = RunRequest(
         method=args.method,
@@ -363,8 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="train and test one method on one task; write a record")
     run.add_argument("--method", required=True, help="a name from `fetalbench methods`")
     run.add_argument("--task", required=True, help="a name from `fetalbench tasks`")
-    run.add_argument("--dataset", default="phantom", choices=DATASETS,
-                     help="phantom (synthetic, built in; default) or fetal_planes_db (real)")
+    run.add_argument("--dataset", default="phantom", choices=DATASETS.names(),
+                     help="a registered dataset (default phantom): " + ", ".join(
+                         f"{name} ({'synthetic' if DATASETS.get(name).synthetic else 'real'})"
+                         for name in DATASETS.names()))
     run.add_argument("--data-root", type=_input_folder,
                      help="FETAL_PLANES_DB folder (real dataset)")
     run.add_argument("--fraction", type=_fraction, default=1.0,

@@ -131,13 +131,6 @@ def test_metadata_cannot_hold_the_checksum(tmp_path: Path) -> None:
 
 # Modules owned elsewhere that still call hashlib themselves; each should call
 # fetalbench.storage.digests (sha256_hex, file_sha256) instead, and leave this set.
-HASHLIB_NOT_YET_THROUGH_DIGESTS = {
-    "data/fetal_planes_db.py",  # the CSV's sha256: file_sha256
-    "data/phantom/render.py",  # the settings' fingerprint: sha256_hex of their JSON
-    "report/leaderboard.py",  # the leaderboard's hash of record hashes: sha256_hex
-    "runs/records.py",  # the spec hash: sha256_hex of the canonical JSON
-    "runs/spec.py",  # the same spec hash, moving here from records.py
-}
 HASHLIB_FOR_OTHER_ALGORITHMS = {"data/download.py"}  # Zenodo publishes md5 checksums
 
 
@@ -149,5 +142,5 @@ def test_every_sha256_of_content_goes_through_digests() -> None:
         if names:
             users.add((path.relative_to(PACKAGE).as_posix(), "hashlib.sha256" in names))
     sha256_users = {name for name, sha256 in users if sha256}
-    assert sha256_users - HASHLIB_NOT_YET_THROUGH_DIGESTS == {"storage/digests.py"}
+    assert sha256_users == {"storage/digests.py"}
     assert {name for name, sha256 in users if not sha256} <= HASHLIB_FOR_OTHER_ALGORITHMS

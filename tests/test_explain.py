@@ -34,7 +34,8 @@ from fetalbench.explain.pointing import (
 from fetalbench.methods.api import Classifier
 from fetalbench.methods.backbones import GrayscaleBackbone, create_backbone
 from fetalbench.runs.checkpoints import load_classifier
-from fetalbench.runs.execute import RunRequest, execute_run
+from fetalbench.runs.execute import execute_run
+from fetalbench.runs.spec import RunRequest
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -21,7 +21,8 @@ from fetalbench.report.leaderboard import (
 )
 from fetalbench.report.record_table import load_records
 from fetalbench.runs.metrics import classification_metrics
-from fetalbench.runs.records import RunSpec, write_record
+from fetalbench.runs.records import write_record
+from fetalbench.runs.spec import RunSpec
 
 CLASSES = {"brain": ["Trans-thalamic", "Trans-cerebellum", "Trans-ventricular"],
            "planes": ["Fetal abdomen", "Fetal brain", "Fetal femur", "Fetal thorax",

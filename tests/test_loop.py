@@ -13,7 +13,8 @@ from fetalbench.orchestrate import loop
 from fetalbench.orchestrate.grid import run_grid
 from fetalbench.orchestrate.slurm import RunStatus, run_group
 from fetalbench.orchestrate.suites import load_suite
-from fetalbench.runs.execute import RunOutcome, RunRequest
+from fetalbench.runs.execute import RunOutcome
+from fetalbench.runs.spec import RunRequest
 from fetalbench.storage.locks import LockedElsewhere
 
 HOLDER = {"pid": 1, "host": "h", "since": "2024-01-01T00:00:00+00:00"}

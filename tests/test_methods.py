@@ -14,23 +14,26 @@ import torch
 from conftest import TINY
 from fetalbench.methods import METHODS
 from fetalbench.methods.api import MethodContext, TaskData
-from fetalbench.runs.execute import RunRequest, execute_run
+from fetalbench.profiles import Profile
+from fetalbench.runs.execute import execute_run
+from fetalbench.runs.spec import RunRequest, RunSpec
 
 ONE_STEP = TINY.__class__(**{**TINY.__dict__, "name": "one-step", "downstream_steps": 1,
                              "validations": 1, "pretrain_steps": 1, "batch_size": 4,
                              "pretrain_batch_size": 8})
 
 
-def tiny_context(method: str, cache_root: Path) -> MethodContext:
+def tiny_context(method: str, cache_root: Path, profile: Profile = ONE_STEP,
+                 protocol: str = "finetune") -> MethodContext:
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (24, 1, 32, 32), dtype=torch.uint8, generator=generator)
     labels = torch.arange(24) % 3
     data = TaskData(classes=("a", "b", "c"), labelled_images=images[:8],
                     labelled_labels=labels[:8], validation_images=images[8:14],
                     validation_labels=labels[8:14], unlabelled_images=images)
-    return MethodContext(method=method, task="brain", dataset_fingerprint="test", fraction=0.5,
-                         seed=0, protocol="finetune", pool="task", profile=ONE_STEP, data=data,
-                         cache_root=cache_root, log=lambda _: None)
+    spec = RunSpec(method=method, task="brain", dataset="test", dataset_fingerprint="test",
+                   fraction=0.5, seed=0, protocol=protocol, pool="task", profile=profile)
+    return MethodContext(spec, data, cache_root, log=lambda _: None)
 
 
 def test_at_least_fourteen_methods_with_descriptions() -> None:
@@ -110,7 +113,7 @@ def test_every_method_trains_what_it_means_to_and_nothing_else(
     1x1 feature maps); under the linear protocol the backbone's weights and BatchNorm statistics
     are left as the downstream stage found them."""
     cache = tmp_path_factory.getbasetemp() / f"audit-cache-{method}"  # the protocols share a stage
-    context = dataclasses.replace(tiny_context(method, cache), profile=AUDIT, protocol=protocol)
+    context = tiny_context(method, cache, AUDIT, protocol)
     pl.seed_everything(0, verbose=False)
     result = METHODS.get(method).train(context)
     assert math.isfinite(result.notes["final_train_loss"])
@@ -185,8 +188,7 @@ def test_same_seed_same_metrics_for_a_self_supervised_method(real_subset_root, t
 
 @pytest.mark.parametrize("method", ["supervised_scratch", "simclr", "dual_task"])
 def test_training_takes_the_profiles_memory_format(method: str, tmp_path: Path) -> None:
-    context = dataclasses.replace(tiny_context(method, tmp_path),
-                                  profile=dataclasses.replace(ONE_STEP, channels_last=True))
+    context = tiny_context(method, tmp_path, dataclasses.replace(ONE_STEP, channels_last=True))
     result = METHODS.get(method).train(context)
     convolutions = [p for p in result.classifier.parameters() if p.dim() == 4]
     assert convolutions

@@ -21,7 +21,8 @@ import torch
 from fetalbench.data.tasks import TASKS
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods import BUILT_IN_METHODS, METHODS
-from fetalbench.runs.execute import RunRequest, execute_run
+from fetalbench.runs.execute import execute_run
+from fetalbench.runs.spec import RunRequest
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fetalbench-plugin-example"
 PLUGIN_MODULES = ("fake_plugin", "fetalbench_plugin_example")

@@ -11,8 +11,9 @@ import pytest
 from fetalbench.cli import main
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods.execution import Execution, default_threads
-from fetalbench.runs.execute import RunRequest, execute_run
+from fetalbench.runs.execute import execute_run
 from fetalbench.runs.reproduce import compare_metrics, flatten_metrics, reproduce_record
+from fetalbench.runs.spec import RunRequest
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_reproduce_refuses_what_it_cannot_rerun(smoke_record: Path, tmp_path: Pa
         changed = json.loads(json.dumps(record))
         edit(changed)
         if expected == "profile":  # keep the hash consistent, so the profile check is reached
-            from fetalbench.runs.records import spec_hash
+            from fetalbench.runs.spec import spec_hash
 
             changed["spec_hash"] = spec_hash(changed["spec"])
         path = tmp_path / f"{expected}.json"

@@ -48,8 +48,8 @@ from fetalbench.methods.simclr import SimCLR, SimCLRSettings
 from fetalbench.orchestrate.grid import run_grid
 from fetalbench.orchestrate.suites import load_suite
 from fetalbench.runs.checkpoints import load_classifier, save_classifier
-from fetalbench.runs.execute import resolve_spec
 from fetalbench.runs.records import read_record_status
+from fetalbench.runs.spec import RunSpec, resolve_spec
 from fetalbench.runs.validation import validate_paths
 from fetalbench.storage import locks
 from fetalbench.storage.atomic import write_atomic
@@ -287,9 +287,9 @@ def tiny_context(cache_root: Path, log: list[str]) -> MethodContext:
     data = TaskData(classes=("a", "b"), labelled_images=images, labelled_labels=labels,
                     validation_images=images, validation_labels=labels,
                     unlabelled_images=images)
-    return MethodContext(method="simclr", task="planes", dataset_fingerprint="f" * 64,
-                         fraction=1.0, seed=0, protocol="finetune", pool="task", profile=TINY,
-                         data=data, cache_root=cache_root, log=log.append)
+    spec = RunSpec(method="simclr", task="planes", dataset="test", dataset_fingerprint="f" * 64,
+                   fraction=1.0, seed=0, protocol="finetune", pool="task", profile=TINY)
+    return MethodContext(spec, data, cache_root, log=log.append)
 
 
 def stage_files(context: MethodContext) -> tuple[dict, Path, Path]:
@@ -321,7 +321,8 @@ def test_a_stage_is_shared_across_fine_tuning_settings_only(field: str, tmp_path
     value = getattr(TINY, field)
     other = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v / 2,
              str: lambda v: v + "-other"}[type(value)](value)
-    changed = dataclasses.replace(context, profile=dataclasses.replace(TINY, **{field: other}))
+    changed = dataclasses.replace(context, spec=dataclasses.replace(
+        context.spec, profile=dataclasses.replace(TINY, **{field: other})))
     shared = stage_files(context)[1] == stage_files(changed)[1]
     assert shared == (field in FINE_TUNING_ONLY)
 

@@ -30,7 +30,8 @@ from fetalbench.methods.execution import Execution, launched_rank
 from fetalbench.orchestrate.grid import run_grid
 from fetalbench.orchestrate.slurm import SlurmOptions, group_requests
 from fetalbench.orchestrate.suites import load_suite
-from fetalbench.runs.execute import RunRequest, execute_run
+from fetalbench.runs.execute import execute_run
+from fetalbench.runs.spec import RunRequest
 
 FETALBENCH = Path(sys.executable).with_name("fetalbench")
 START_SLURM = Path(__file__).resolve().parents[1] / "scripts" / "start_local_slurm.sh"

@@ -18,7 +18,7 @@ from fetalbench.methods.execution import SINGLE_PROCESS
 from fetalbench.methods.pretraining import DOWNSTREAM_ONLY, pretraining_key, stage_group
 from fetalbench.orchestrate.slurm import group_requests
 from fetalbench.orchestrate.suites import load_suite
-from fetalbench.runs.execute import RunRequest, resolve_spec
+from fetalbench.runs.spec import RunRequest, resolve_spec
 from fetalbench.storage.digests import sha256_hex
 
 BASE = RunRequest(method="simclr", task="planes", dataset="fetal_planes_db",

@@ -21,9 +21,10 @@ from fetalbench.data.fetal_planes_db import (
     read_metadata,
 )
 from fetalbench.data.tasks import TASKS
-from fetalbench.runs.execute import RunRequest, execute_run
+from fetalbench.runs.execute import execute_run
 from fetalbench.runs.migration import portable_record
-from fetalbench.runs.records import record_files, spec_hash, write_record
+from fetalbench.runs.records import record_files, write_record
+from fetalbench.runs.spec import RunRequest, spec_hash
 from fetalbench.runs.validation import validate_record
 from fetalbench.storage.digests import file_sha256
 

@@ -15,7 +15,6 @@ a file name is not the class).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import re
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from fetalbench.errors import FetalbenchError
+from fetalbench.storage.digests import sha256_hex
 
 CSV_NAME = "FETAL_PLANES_DB_data.csv"
 IMAGES_DIR = "Images"
@@ -250,7 +250,6 @@ def fingerprint(root: Path, catalog: pd.DataFrame) -> str:
     a new fingerprint (and so a new image cache). Reading sizes rather than bytes keeps it fast on
     the 2 GB real dataset.
     """
-    digest = hashlib.sha256((Path(root) / CSV_NAME).read_bytes())
-    for name, path in zip(catalog["image_name"], catalog["path"], strict=True):
-        digest.update(f"{name}:{Path(path).stat().st_size}\n".encode())
-    return digest.hexdigest()
+    sizes = "".join(f"{name}:{Path(path).stat().st_size}\n"
+                    for name, path in zip(catalog["image_name"], catalog["path"], strict=True))
+    return sha256_hex((Path(root) / CSV_NAME).read_bytes() + sizes.encode())

@@ -3,9 +3,10 @@
 ``explain_test_set`` runs at the end of every run (``fetalbench.runs.execute.execute_run``):
 embedding scores always, the pointing game when the dataset has structure masks.
 ``explain_run`` serves ``fetalbench explain``: it rebuilds the model from the run's safetensors
-checkpoint, re-opens the dataset and the same task split, recomputes the numbers and writes
-``gradcam.png`` (a seeded sample of test images per class, Grad-CAM for the true class) and
-``tsne.png``.
+checkpoint, re-opens the dataset and prepares the run's data with the function the run used
+(:func:`~fetalbench.data.prepare.prepare_run_data`, so the split is the run's), recomputes the
+numbers and writes ``gradcam.png`` (a seeded sample of test images per class, Grad-CAM for the
+true class) and ``tsne.png``.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from fetalbench.data.image_cache import load_images
+from fetalbench.data.prepare import prepare_run_data
 from fetalbench.data.sources import DATASETS, open_source
-from fetalbench.data.splits import split_task
 from fetalbench.data.tasks import TASKS
 from fetalbench.errors import FetalbenchError
 from fetalbench.explain.cam import grad_cam
@@ -35,8 +34,6 @@ from fetalbench.explain.embedding import (
 from fetalbench.explain.figures import plot_gradcam, plot_tsne
 from fetalbench.explain.pointing import (
     PointingResult,
-    defining_masks,
-    has_masks,
     pointing_game,
     pointing_tolerance,
 )
@@ -75,16 +72,6 @@ class ExplainOutcome:
     gradcam_path: Path
     tsne_path: Path
     explanation: RunExplanation
-
-
-def defining_masks_of_rows(
-    root: Path, test_rows: pd.DataFrame, classes: tuple[str, ...], resolution: int
-) -> np.ndarray | None:
-    """Defining-structure masks of the test rows, or None when the dataset has no ``Masks/``."""
-    if not has_masks(root):
-        return None
-    names = [classes[label] for label in test_rows["label"]]
-    return defining_masks(root, test_rows["image_name"].tolist(), names, resolution)
 
 
 POINTING_SAMPLE = 300
@@ -258,20 +245,12 @@ def explain_run(
             f"task {task.name} now has classes {list(task.classes)}, the record "
             f"{record['classes']}; rerun it: {rerun}"
         )
-    rows = task.select(source.catalog)
-    split = split_task(rows, spec["fraction"], spec["seed"], profile.validation_fraction)
-    all_images = load_images(source.catalog, source.identity.fingerprint, profile.resolution,
-                             cache_root)
-    test_images = torch.from_numpy(
-        np.ascontiguousarray(all_images[rows.index.to_numpy()[split.test]])
-    ).unsqueeze(1)
-    test_rows = rows.iloc[split.test]
-    labels = test_rows["label"].to_numpy(dtype=np.int64)
-    masks = defining_masks_of_rows(Path(source.identity.root), test_rows, task.classes,
-                                   profile.resolution)
-    explanation = explain_test_set(classifier, test_images, labels,
-                                   test_rows["patient"].to_numpy(), spec["seed"],
-                                   profile.channels_last, masks)
+    data = prepare_run_data(source, task, spec["fraction"], spec["seed"],
+                            profile.validation_fraction, spec["pool"], profile.resolution,
+                            cache_root)
+    test_images, labels = data.test_images(), data.test_labels
+    explanation = explain_test_set(classifier, test_images, labels, data.test_patients,
+                                   spec["seed"], profile.channels_last, data.test_masks())
     predictions = predict(classifier, test_images, profile.channels_last)
     sample = sample_per_class(labels, per_class, spec["seed"])
     cams = grad_cam(classifier, test_images[sample], torch.tensor(labels[sample], dtype=torch.long),

@@ -26,6 +26,7 @@ from torch import nn
 
 from fetalbench.methods.execution import SINGLE_PROCESS, Execution
 from fetalbench.profiles import Profile
+from fetalbench.runs.spec import RunSpec
 
 
 @dataclass(frozen=True)
@@ -47,25 +48,51 @@ class TaskData:
 
 @dataclass(frozen=True)
 class MethodContext:
-    """Everything a method receives.
+    """Everything a method receives: the run's spec, its data, a cache folder and a logger.
 
-    ``execution`` says on how many devices and nodes the run trains (Lightning DDP); pass it to
-    :func:`~fetalbench.methods.engine.make_trainer` and the world size to
-    :func:`~fetalbench.methods.engine.batches` (the engine's own helpers do).
+    The spec's fields are also read as attributes of the context (``context.seed``,
+    ``context.profile``, ...). ``execution`` says on how many devices and nodes the run trains
+    (Lightning DDP); pass it to :func:`~fetalbench.methods.engine.make_trainer` and the world
+    size to :func:`~fetalbench.methods.engine.batches` (the engine's own helpers do).
     """
 
-    method: str
-    task: str
-    dataset_fingerprint: str
-    fraction: float
-    seed: int
-    protocol: str
-    pool: str
-    profile: Profile
+    spec: RunSpec
     data: TaskData
     cache_root: Path
     log: Callable[[str], None]
     execution: Execution = SINGLE_PROCESS
+
+    @property
+    def method(self) -> str:
+        return self.spec.method
+
+    @property
+    def task(self) -> str:
+        return self.spec.task
+
+    @property
+    def dataset_fingerprint(self) -> str:
+        return self.spec.dataset_fingerprint
+
+    @property
+    def fraction(self) -> float:
+        return self.spec.fraction
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
+
+    @property
+    def protocol(self) -> str:
+        return self.spec.protocol
+
+    @property
+    def pool(self) -> str:
+        return self.spec.pool
+
+    @property
+    def profile(self) -> Profile:
+        return self.spec.profile
 
 
 class Classifier(nn.Module):

@@ -28,7 +28,7 @@ from fetalbench.methods.api import Classifier, MethodContext, MethodResult
 from fetalbench.methods.augment import STRONG, UltrasoundAugment
 from fetalbench.methods.backbones import create_backbone
 from fetalbench.methods.engine import SupervisedModule, batches, fit_module, to_float
-from fetalbench.methods.registry import register_method
+from fetalbench.methods.registry import register_init_pair
 from fetalbench.methods.simclr import SimCLR, SimCLRSettings, simclr_settings
 from fetalbench.profiles import Profile
 
@@ -86,11 +86,4 @@ def train_dual_task(context: MethodContext, init: str) -> MethodResult:
                                      "dual_task_settings": asdict(settings), **notes})
 
 
-@register_method("dual_task", protocols=("finetune",))
-def dual_task(context: MethodContext) -> MethodResult:
-    return train_dual_task(context, "random")
-
-
-@register_method("dual_task_imagenet", protocols=("finetune",))
-def dual_task_imagenet(context: MethodContext) -> MethodResult:
-    return train_dual_task(context, "imagenet")
+register_init_pair("dual_task", train_dual_task, protocols=("finetune",))

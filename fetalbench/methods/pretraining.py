@@ -45,7 +45,7 @@ from fetalbench.methods.engine import (
 )
 from fetalbench.methods.execution import launched_rank
 from fetalbench.methods.objective import Objective
-from fetalbench.methods.registry import register_method
+from fetalbench.methods.registry import register_init_pair
 from fetalbench.profiles import Profile
 from fetalbench.storage.artifacts import Artifact, Refusal, Refused
 from fetalbench.storage.digests import sha256_hex
@@ -295,18 +295,15 @@ def register_two_stage(
     :mod:`fetalbench.methods` leaves it out.
     """
     rule = settings_rule(settings)
-    for init in ("random", "imagenet"):
-        method_name = name if init == "random" else f"{name}_imagenet"
-        train = _two_stage_trainer(name, objective_class, rule, init)
-        train.__module__ = objective_class.__module__
-        description = None if summary is None else f"{summary}; {init} init"
-        register_method(method_name, description, pretrains=True)(train)
+    train = _two_stage_trainer(name, objective_class, rule)
+    train.__module__ = objective_class.__module__
+    register_init_pair(name, train, summary=summary, pretrains=True)
 
 
 def _two_stage_trainer(
-    name: str, objective_class: type[Objective], rule: SettingsRule, init: str,
-) -> Callable[[MethodContext], MethodResult]:
-    def train(context: MethodContext) -> MethodResult:
+    name: str, objective_class: type[Objective], rule: SettingsRule,
+) -> Callable[[MethodContext, str], MethodResult]:
+    def train(context: MethodContext, init: str) -> MethodResult:
         settings = rule(context.profile, len(context.data.unlabelled_images))
         backbone, pretraining = pretrain_backbone(
             context, name, objective_class, settings, init

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 from fetalbench.errors import FetalbenchError
 from fetalbench.registry import Registry
-
-if TYPE_CHECKING:
-    from fetalbench.methods.api import MethodContext, MethodResult
 
 PROTOCOLS = ("finetune", "linear")
 """Downstream protocols: fine-tune everything, or a linear probe on the frozen backbone."""
@@ -24,7 +21,9 @@ POOLS = ("task", "dataset")
 """Unlabelled pools a self-supervised stage may learn from: the task's training images (as in
 the paper) or every training image of the dataset."""
 
-Train = Callable[["MethodContext"], "MethodResult"]
+Train = Callable[[Any], Any]
+"""A method's ``train(context: MethodContext) -> MethodResult`` (:mod:`fetalbench.methods.api`,
+which builds on this module, defines both types)."""
 
 
 @dataclass(frozen=True)
@@ -65,3 +64,33 @@ def register_method(
         return train
 
     return decorate
+
+
+INITS = ("random", "imagenet")
+"""Backbone initialisations a method is offered from: random weights and ImageNet weights."""
+
+
+def register_init_pair(
+    base: str,
+    train: Callable[[Any, str], Any],
+    random_name: str | None = None,
+    summary: str | None = None,
+    protocols: tuple[str, ...] = PROTOCOLS,
+    pretrains: bool = False,
+) -> None:
+    """Register ``train(context, init)`` once per initialisation: from random weights as
+    ``random_name`` (default ``base``) and from ImageNet weights as ``<base>_imagenet``.
+
+    The one way every random/ImageNet pair is made (supervised, dual task, two-stage methods,
+    plugins). ``summary`` describes both (``"<summary>; <init> init"``); a built-in declared in
+    :mod:`fetalbench.methods` leaves it out.
+    """
+    for init in INITS:
+        name = (random_name or base) if init == "random" else f"{base}_imagenet"
+
+        def train_from(context: Any, init: str = init) -> Any:
+            return train(context, init)
+
+        train_from.__module__, train_from.__qualname__ = train.__module__, name
+        description = None if summary is None else f"{summary}; {init} init"
+        register_method(name, description, protocols, pretrains)(train_from)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fetalbench.methods.api import Classifier, MethodContext, MethodResult
 from fetalbench.methods.backbones import create_backbone
 from fetalbench.methods.engine import fit_classifier
-from fetalbench.methods.registry import register_method
+from fetalbench.methods.registry import register_init_pair
 
 
 def train_supervised(context: MethodContext, init: str) -> MethodResult:
@@ -22,11 +22,4 @@ def train_supervised(context: MethodContext, init: str) -> MethodResult:
     return MethodResult(classifier, {"init": init, "weights": backbone.weights_source, **notes})
 
 
-@register_method("supervised_scratch")
-def supervised_scratch(context: MethodContext) -> MethodResult:
-    return train_supervised(context, "random")
-
-
-@register_method("supervised_imagenet")
-def supervised_imagenet(context: MethodContext) -> MethodResult:
-    return train_supervised(context, "imagenet")
+register_init_pair("supervised", train_supervised, random_name="supervised_scratch")

@@ -25,8 +25,8 @@ from fetalbench.methods.engine import show_progress_bars
 from fetalbench.methods.execution import SINGLE_PROCESS, Execution
 from fetalbench.orchestrate.loop import DONE_ALREADY, FAILED, OK, RUNNING_ELSEWHERE, attempt_run
 from fetalbench.orchestrate.suites import Suite
-from fetalbench.runs.execute import resolve_spec
 from fetalbench.runs.records import read_record_status
+from fetalbench.runs.spec import resolve_spec
 from fetalbench.storage.locks import describe_holder
 
 

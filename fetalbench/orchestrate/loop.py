@@ -19,8 +19,9 @@ from pathlib import Path
 from fetalbench.data.sources import DatasetSource
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods.execution import Execution
-from fetalbench.runs.execute import RunRequest, execute_run, resolve_spec
+from fetalbench.runs.execute import execute_run
 from fetalbench.runs.records import new_record, read_record_status, write_record
+from fetalbench.runs.spec import RunRequest, resolve_spec
 from fetalbench.storage.locks import LockedElsewhere, lock_path, locked
 
 OK = "ok"

@@ -53,8 +53,8 @@ from fetalbench.methods.execution import Execution
 from fetalbench.methods.pretraining import stage_group
 from fetalbench.orchestrate.loop import DONE_ALREADY, FAILED, OK, RUNNING_ELSEWHERE, attempt_run
 from fetalbench.orchestrate.suites import Suite
-from fetalbench.runs.execute import RunRequest, resolve_spec
 from fetalbench.runs.records import read_record_status
+from fetalbench.runs.spec import RunRequest, resolve_spec
 
 DEFAULT_TIME_MIN = 60
 SLURM_FOLDER = "slurm"

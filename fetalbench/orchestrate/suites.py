@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods import METHODS
-from fetalbench.runs.execute import RunRequest, validate_request
+from fetalbench.runs.spec import RunRequest, validate_request
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 KEYS = {"description", "dataset", "profile", "methods", "tasks", "fractions", "seeds",

@@ -13,7 +13,6 @@ bytes, so CI can check that the committed file is current.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from fetalbench.report.statistics import (
     seed_pairs,
 )
 from fetalbench.storage.atomic import write_bytes_atomic
+from fetalbench.storage.digests import sha256_hex
 
 COMMAND = "fetalbench leaderboard"
 REFERENCE = "supervised_imagenet"
@@ -298,7 +298,7 @@ def _failed_section(failed: pd.DataFrame) -> str:
 
 def _record_set_hash(records: RecordSet) -> str:
     hashes = sorted([*records.ok["spec_hash"], *records.failed["spec_hash"]])
-    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:12]
+    return sha256_hex("\n".join(hashes).encode())[:12]
 
 
 def render_leaderboard(records: RecordSet, command: str, figures_dir: Path | None) -> str:

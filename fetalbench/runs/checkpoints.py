@@ -19,7 +19,7 @@ from fetalbench.methods.api import Classifier
 from fetalbench.methods.backbones import create_backbone
 from fetalbench.paths import CHECKPOINTS_DIR as CHECKPOINTS_DIR  # the cache's folder of them
 from fetalbench.profiles import Profile
-from fetalbench.runs.records import RunSpec
+from fetalbench.runs.spec import RunSpec
 from fetalbench.storage.artifacts import Refusal, check_data, write_hashed
 
 SUFFIX = ".safetensors"

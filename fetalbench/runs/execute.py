@@ -10,49 +10,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import pytorch_lightning as pl
-import torch
 
-from fetalbench.runs.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_classifier
-from fetalbench.checks import check_fraction, check_seed
-from fetalbench.data.image_cache import load_images
+from fetalbench.data.prepare import prepare_run_data
 from fetalbench.data.sources import DatasetSource, open_source
+from fetalbench.data.tasks import TASKS
+from fetalbench.explain.explain import explain_test_set
+from fetalbench.methods import METHODS
+from fetalbench.methods.api import MethodContext
 from fetalbench.methods.engine import predict
 from fetalbench.methods.execution import SINGLE_PROCESS, Execution, launched_rank
-from fetalbench.errors import FetalbenchError
-from fetalbench.explain.explain import defining_masks_of_rows, explain_test_set
-from fetalbench.storage.locks import describe_holder, lock_path, locked
-from fetalbench.methods import METHODS
-from fetalbench.methods.api import MethodContext, TaskData
-from fetalbench.methods.registry import POOLS, PROTOCOLS
-from fetalbench.runs.metrics import classification_metrics
 from fetalbench.paths import cache_relative
-from fetalbench.profiles import get_profile
-from fetalbench.runs.records import (
-    RunSpec,
-    git_revision,
-    new_record,
-    read_record_status,
-    write_record,
-)
-from fetalbench.data.splits import TaskSplit, split_task
-from fetalbench.data.tasks import TASKS
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """What a user asks for; resolved into a :class:`RunSpec` once the dataset is open."""
-
-    method: str
-    task: str
-    dataset: str = "phantom"
-    data_root: Path | None = None
-    fraction: float = 1.0
-    seed: int = 0
-    protocol: str = "finetune"
-    pool: str = "task"
-    profile: str = "quick"
+from fetalbench.runs.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_classifier
+from fetalbench.runs.metrics import classification_metrics
+from fetalbench.runs.records import git_revision, new_record, read_record_status, write_record
+from fetalbench.runs.spec import RunRequest, RunSpec, resolve_spec, validate_request
+from fetalbench.storage.locks import describe_holder, lock_path, locked
 
 
 @dataclass(frozen=True)
@@ -62,65 +35,6 @@ class RunOutcome:
     record_path: Path
     reused: bool
     record: dict | None
-
-
-def validate_request(request: RunRequest) -> None:
-    """Check every user-typed field before any work starts (one-line errors)."""
-    method = METHODS.get(request.method)
-    TASKS.get(request.task)
-    get_profile(request.profile)
-    check_fraction(request.fraction)
-    check_seed(request.seed)
-    if request.protocol not in PROTOCOLS:
-        raise FetalbenchError(
-            f"unknown protocol {request.protocol!r}; expected one of {', '.join(PROTOCOLS)}"
-        )
-    if request.protocol not in method.protocols:
-        raise FetalbenchError(
-            f"{request.method} supports only protocol {', '.join(method.protocols)}; "
-            f"drop --protocol {request.protocol}"
-        )
-    if request.pool not in POOLS:
-        raise FetalbenchError(
-            f"unknown unlabelled pool {request.pool!r}; expected one of {', '.join(POOLS)}"
-        )
-
-
-def resolve_spec(request: RunRequest, source: DatasetSource) -> RunSpec:
-    """The full spec of a request on an opened source."""
-    return RunSpec(
-        method=request.method,
-        task=request.task,
-        dataset=source.identity.name,
-        dataset_fingerprint=source.identity.fingerprint,
-        fraction=float(request.fraction),
-        seed=request.seed,
-        protocol=request.protocol,
-        pool=request.pool,
-        profile=get_profile(request.profile),
-    )
-
-
-def _tensor(images: np.ndarray, positions: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images[positions])).unsqueeze(1)
-
-
-def task_data(
-    images: np.ndarray,
-    labels: np.ndarray,
-    split: TaskSplit,
-    classes: tuple[str, ...],
-    unlabelled_images: torch.Tensor,
-) -> TaskData:
-    """The tensors a method receives (no test images)."""
-    return TaskData(
-        classes=classes,
-        labelled_images=_tensor(images, split.labelled),
-        labelled_labels=torch.from_numpy(labels[split.labelled]),
-        validation_images=_tensor(images, split.validation),
-        validation_labels=torch.from_numpy(labels[split.validation]),
-        unlabelled_images=unlabelled_images,
-    )
 
 
 def execute_run(
@@ -143,12 +57,12 @@ def execute_run(
     has structure masks, ``metrics.localisation`` (Grad-CAM pointing game); see
     :mod:`fetalbench.explain`.
 
-    The run holds the lock ``<record>.lock`` (:mod:`fetalbench.storage.locks`) from the record check to
-    the record write, so two processes never run one spec at once: a run locked by a live
-    process raises :class:`~fetalbench.storage.locks.LockedElsewhere`; one left by a dead process is
-    taken over, which is said through ``notice`` (default: ``log``), so a grid that silences
-    ``log`` still shows it. The record's ``checkpoint_sha256`` lets loaders detect a corrupt
-    checkpoint.
+    The run holds the lock ``<record>.lock`` (:mod:`fetalbench.storage.locks`) from the record
+    check to the record write, so two processes never run one spec at once: a run locked by a
+    live process raises :class:`~fetalbench.storage.locks.LockedElsewhere`; one left by a dead
+    process is taken over, which is said through ``notice`` (default: ``log``), so a grid that
+    silences ``log`` still shows it. The record's ``checkpoint_sha256`` lets loaders detect a
+    corrupt checkpoint.
 
     ``execution`` trains on several devices or nodes (Lightning DDP; the record's ``execution``
     section says how, outside the spec hash). Every rank calls this function; a rank other than
@@ -197,52 +111,30 @@ def _train_and_record(
     """Train and test the run of ``spec`` (its lock held by the caller); its record (None on a
     DDP rank other than 0, which only trains)."""
     method, task, identity = METHODS.get(spec.method), TASKS.get(spec.task), source.identity
-    rows = task.select(source.catalog)
-    split = split_task(rows, spec.fraction, spec.seed, spec.profile.validation_fraction)
-    all_images = load_images(
-        source.catalog, identity.fingerprint, spec.profile.resolution, cache_root
-    )
-    images = all_images[rows.index.to_numpy()]
-    labels = rows["label"].to_numpy(dtype=np.int64)
-    if spec.pool == "task":
-        pool = _tensor(images, split.unlabelled_pool)
-    else:
-        pool = _tensor(all_images, np.flatnonzero(source.catalog["train"].to_numpy()))
-    data = task_data(images, labels, split, task.classes, pool)
+    prepared = prepare_run_data(source, task, spec.fraction, spec.seed,
+                                spec.profile.validation_fraction, spec.pool,
+                                spec.profile.resolution, cache_root)
+    rows, split, data = prepared.rows, prepared.split, prepared.task_data()
+    pool = data.unlabelled_images
     log(
         f"{spec.method} on {spec.task}: {len(split.labelled)} labelled, "
         f"{len(split.validation)} validation, {len(pool)} unlabelled ({spec.pool} pool), "
         f"{len(split.test)} test images at {spec.profile.resolution}px"
     )
     data_seconds = time.perf_counter() - started
-    context = MethodContext(
-        method=spec.method,
-        task=spec.task,
-        dataset_fingerprint=identity.fingerprint,
-        fraction=spec.fraction,
-        seed=spec.seed,
-        protocol=spec.protocol,
-        pool=spec.pool,
-        profile=spec.profile,
-        data=data,
-        cache_root=cache_root,
-        log=log,
-        execution=execution,
-    )
+    context = MethodContext(spec, data, cache_root, log, execution)
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     result = method.train(context)
     if launched_rank(execution.devices) != 0:
         return None
     trained = time.perf_counter()
-    test_images = _tensor(images, split.test)
+    test_images = prepared.test_images()
     predictions = predict(result.classifier, test_images, spec.profile.channels_last)
-    metrics = classification_metrics(labels[split.test], predictions, task.classes)
+    metrics = classification_metrics(prepared.test_labels, predictions, task.classes)
     tested = time.perf_counter()
-    masks = defining_masks_of_rows(Path(identity.root), rows.iloc[split.test], task.classes,
-                                   spec.profile.resolution)
-    explanation = explain_test_set(result.classifier, test_images, labels[split.test],
-                                   rows.iloc[split.test]["patient"].to_numpy(), spec.seed,
-                                   spec.profile.channels_last, masks)
+    explanation = explain_test_set(result.classifier, test_images, prepared.test_labels,
+                                   prepared.test_patients, spec.seed,
+                                   spec.profile.channels_last, prepared.test_masks())
     metrics.update(explanation.metrics())
     explained = time.perf_counter()
     if checkpoint_dir == "cache":

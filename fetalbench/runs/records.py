@@ -1,4 +1,4 @@
-"""Run specs and run records: one JSON file per run, written atomically.
+"""Run records: the format of the one JSON file each run leaves, written atomically.
 
 A record holds the fully resolved spec and its hash, the dataset's identity (synthetic or real),
 test metrics, validation-based model selection, split sizes, timings, package versions, hardware
@@ -12,59 +12,23 @@ read records (``validate``, ``leaderboard``) start fast.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import functools
-import hashlib
 import json
 import os
 import platform
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from fetalbench.storage.atomic import write_bytes_atomic
 from fetalbench.errors import FetalbenchError
-from fetalbench.profiles import Profile
+from fetalbench.runs.spec import RunSpec
+from fetalbench.storage.atomic import write_bytes_atomic
 
 SCHEMA_VERSION = 1
 PACKAGES = ("fetalbench", "torch", "torchvision", "timm", "lightly", "pytorch-lightning",
             "numpy", "pandas", "scikit-learn", "scipy")
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything that decides a run's outcome; its hash identifies the run."""
-
-    method: str
-    task: str
-    dataset: str
-    dataset_fingerprint: str
-    fraction: float
-    seed: int
-    protocol: str
-    pool: str
-    profile: Profile
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def hash(self) -> str:
-        return spec_hash(self.to_dict())
-
-    def record_path(self, out_dir: Path) -> Path:
-        """``out/<dataset>/<task>/<method>/<protocol>-f<fraction>-s<seed>-<hash>.json``."""
-        name = f"{self.protocol}-f{self.fraction:g}-s{self.seed}-{self.hash()}.json"
-        return Path(out_dir) / self.dataset / self.task / self.method / name
-
-
-def spec_hash(spec: dict) -> str:
-    """The hash of a spec as :meth:`RunSpec.to_dict` gives it (or a record's ``spec`` holds it):
-    the first 16 hex digits of the sha256 of its canonical JSON."""
-    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def package_versions() -> dict[str, str | None]:

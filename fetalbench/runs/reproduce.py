@@ -27,9 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fetalbench.data.sources import DATASETS
 from fetalbench.errors import FetalbenchError
 from fetalbench.profiles import PROFILES, Profile
-from fetalbench.runs.records import git_revision, hardware, package_versions, spec_hash
+from fetalbench.runs.records import git_revision, hardware, package_versions
+from fetalbench.runs.spec import spec_hash
 
 REBUILT_IN_SCRATCH = ("pretrain", "checkpoints")
 """Cache folders a reproduction must not reuse: what training made. Everything else in the cache
@@ -167,16 +169,18 @@ def reproduce_record(
     """Rerun the record at ``path`` with its spec and thread count in a scratch folder and
     compare every metric with the recorded one."""
     from fetalbench.methods.execution import Execution
-    from fetalbench.runs.execute import RunRequest, execute_run
+    from fetalbench.runs.execute import execute_run
+    from fetalbench.runs.spec import RunRequest
 
     record = read_reproducible_record(path)
     spec = record["spec"]
-    if spec["dataset"] != "phantom" and data_root is None:
+    needs_root = DATASETS.get(spec["dataset"]).needs_data_root
+    if needs_root and data_root is None:
         raise FetalbenchError(f"{path} was made on {spec['dataset']}; pass its folder with "
                               "--data-root")
     request = RunRequest(
         method=spec["method"], task=spec["task"], dataset=spec["dataset"],
-        data_root=None if spec["dataset"] == "phantom" else data_root,
+        data_root=data_root if needs_root else None,
         fraction=spec["fraction"], seed=spec["seed"], protocol=spec["protocol"],
         pool=spec["pool"], profile=spec["profile"]["name"],
     )

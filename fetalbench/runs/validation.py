@@ -21,7 +21,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from fetalbench.data.fetal_planes_db import OFFICIAL_CSV_SHA256, OFFICIAL_TEST_IMAGES
 from fetalbench.runs.metrics import confusion_metrics
-from fetalbench.runs.records import SCHEMA_VERSION, records_under, spec_hash
+from fetalbench.runs.records import SCHEMA_VERSION, records_under
+from fetalbench.runs.spec import spec_hash
 
 TOLERANCE = 1e-9
 MIGRATE = "run `fetalbench records migrate`"

@@ -27,7 +27,6 @@ for a given Pillow wheel); the pixels do not.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import math
 import os
@@ -47,6 +46,7 @@ from fetalbench.data.phantom.bmode import BeamGeometry, burn_in, form_bmode, sam
 from fetalbench.data.worker_pool import worker_pool
 from fetalbench.errors import FetalbenchError
 from fetalbench.paths import cache_dir as default_cache_dir
+from fetalbench.storage.digests import sha256_hex
 
 GENERATOR_VERSION = 1
 MASKS_DIR = "Masks"
@@ -146,7 +146,7 @@ class PhantomSettings:
     def fingerprint(self) -> str:
         """SHA-256 hex digest of the settings as sorted JSON."""
         text = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return sha256_hex(text.encode("utf-8"))
 
 
 @dataclass(frozen=True)
