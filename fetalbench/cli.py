@@ -280,8 +280,10 @@ def _cmd_records_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from fetalbench.methods.engine import show_progress_bars
     from fetalbench.runs.reproduce import format_reproduction, reproduce_record
 
+    show_progress_bars(args.verbose)
     failed = 0
     for path in args.records:
         reproduction = reproduce_record(path, cache_dir(), args.data_root,
