@@ -125,16 +125,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     checkpoint_dir = None if args.no_checkpoint else (
         args.checkpoint_dir or cache_dir() / CHECKPOINTS_DIR
     )
-    from fetalbench.methods.engine import show_progress_bars
+    from fetalbench.methods.engine import progress_bars_shown
     from fetalbench.methods.execution import Execution
 
     execution = Execution(args.devices, args.num_nodes,
                           **({} if args.threads is None else {"threads": args.threads}))
-    if args.quiet:
-        show_progress_bars(False)
-    outcome = execute_run(request, args.out, cache_dir(), force=args.force,
-                          checkpoint_dir=checkpoint_dir, execution=execution,
-                          log=(lambda _: None) if args.quiet else print)
+    with progress_bars_shown(not args.quiet):
+        outcome = execute_run(request, args.out, cache_dir(), force=args.force,
+                              checkpoint_dir=checkpoint_dir, execution=execution,
+                              log=(lambda _: None) if args.quiet else print)
     if outcome.record is not None:
         metrics = outcome.record["metrics"]
         synthetic = " (synthetic phantom)" if outcome.record["dataset"]["synthetic"] else ""
@@ -280,14 +279,14 @@ def _cmd_records_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from fetalbench.methods.engine import show_progress_bars
+    from fetalbench.methods.engine import progress_bars_shown
     from fetalbench.runs.reproduce import format_reproduction, reproduce_record
 
-    show_progress_bars(args.verbose)
     failed = 0
     for path in args.records:
-        reproduction = reproduce_record(path, cache_dir(), args.data_root,
-                                        log=print if args.verbose else lambda _: None)
+        with progress_bars_shown(args.verbose):
+            reproduction = reproduce_record(path, cache_dir(), args.data_root,
+                                            log=print if args.verbose else lambda _: None)
         print(format_reproduction(reproduction, args.tolerance))
         failed += bool(reproduction.differing(args.tolerance))
     print(f"reproduced {len(args.records)} record(s): {len(args.records) - failed} identical"

@@ -13,9 +13,11 @@ finds them started by ``srun`` or ``torchrun``), so every rank runs the whole ru
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,6 +52,17 @@ def show_progress_bars(enabled: bool) -> None:
     off (a grid shows its own overall bar; ``--quiet`` shows only results)."""
     global _progress_bars
     _progress_bars = enabled
+
+
+@contextlib.contextmanager
+def progress_bars_shown(enabled: bool) -> Iterator[None]:
+    """Within: per-stage progress on or off as ``enabled`` says; then as it was before."""
+    global _progress_bars
+    previous, _progress_bars = _progress_bars, enabled
+    try:
+        yield
+    finally:
+        _progress_bars = previous
 
 
 def to_float(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
