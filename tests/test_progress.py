@@ -82,3 +82,9 @@ def test_stage_progress_on_a_terminal_is_one_bar() -> None:
     progress.on_train_end(trainer, None)
     text = stream.getvalue()
     assert "3/3" in text and "loss 0.500" in text and "fine-tuning: 3 steps in" in text
+
+
+def test_durations_read_as_seconds_minutes_or_hours() -> None:
+    from fetalbench.methods.progress import duration
+
+    assert [duration(v) for v in (4.4, 185, 4800)] == ["4s", "3m05s", "1h20m"]

@@ -21,9 +21,18 @@ from tqdm import tqdm
 LINES_PER_STAGE = 10
 BAR_REFRESH_S = 0.5
 
-def _seconds(value: float) -> str:
+def duration(value: float) -> str:
+    """Seconds as a person reads them: ``42s``, ``3m05s``, ``1h20m``."""
     seconds = round(value)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def time_left(started: float, done: int, total: int) -> float:
+    """Seconds left if the remaining ``total - done`` items take as long as the done ones
+    (``started`` a :func:`time.perf_counter` reading)."""
+    return (time.perf_counter() - started) / max(1, done) * (total - done)
 
 
 class StageProgress(pl.Callback):
@@ -56,9 +65,9 @@ class StageProgress(pl.Callback):
                 self.bar.set_postfix_str(self._status(outputs), refresh=True)
         elif step % max(1, total // LINES_PER_STAGE) == 0 or step == total:
             elapsed = time.perf_counter() - self.started
-            eta = elapsed / max(1, step) * (total - step)
             print(f"{self.stage}: step {step}/{total}, {self._status(outputs)}, "
-                  f"{_seconds(elapsed)} elapsed, ETA {_seconds(eta)}", file=self.stream,
+                  f"{duration(elapsed)} elapsed, ETA "
+                  f"{duration(time_left(self.started, step, total))}", file=self.stream,
                   flush=True)
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
@@ -71,7 +80,7 @@ class StageProgress(pl.Callback):
             self.bar.close()
             self.bar = None
             print(f"{self.stage}: {trainer.global_step} steps in "
-                  f"{_seconds(time.perf_counter() - self.started)}", file=self.stream)
+                  f"{duration(time.perf_counter() - self.started)}", file=self.stream)
 
     def _status(self, outputs) -> str:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs

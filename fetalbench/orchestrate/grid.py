@@ -23,6 +23,7 @@ from tqdm import tqdm
 from fetalbench.data.sources import open_source
 from fetalbench.methods.engine import show_progress_bars
 from fetalbench.methods.execution import SINGLE_PROCESS, Execution
+from fetalbench.methods.progress import duration, time_left
 from fetalbench.orchestrate.loop import DONE_ALREADY, FAILED, OK, RUNNING_ELSEWHERE, attempt_run
 from fetalbench.orchestrate.suites import Suite
 from fetalbench.runs.records import read_record_status
@@ -78,7 +79,8 @@ def run_grid(suite: Suite, data_root: Path | None, out_dir: Path, cache_root: Pa
             record = attempt.record
             progress.write(f"{name}: macro F1 {record['metrics']['macro_f1']:.3f} in "
                            f"{record['timings']['total_s']:.0f}s (run {record['spec_hash']}) "
-                           f"[{done}/{len(pending)}, ETA {eta(started, done, len(pending))}]")
+                           f"[{done}/{len(pending)}, ETA "
+                           f"{duration(time_left(started, done, len(pending)))}]")
             pretraining = record["method_notes"].get("pretraining")
             if pretraining is not None:
                 pretrained += 1
@@ -91,10 +93,3 @@ def run_grid(suite: Suite, data_root: Path | None, out_dir: Path, cache_root: Pa
                        running_elsewhere=counts[RUNNING_ELSEWHERE],
                        pretraining_runs=pretrained - reused, pretraining_reused=reused,
                        seconds=time.perf_counter() - started)
-
-
-def eta(started: float, done: int, total: int) -> str:
-    """The time left if the remaining ``total - done`` items take as long as the done ones."""
-    seconds = round((time.perf_counter() - started) / max(1, done) * (total - done))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
-        f"{seconds // 60}m{seconds % 60:02d}s")
