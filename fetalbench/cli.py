@@ -119,6 +119,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         pool=args.pool,
         profile=args.profile,
+        validation=args.validation,
     )
     from fetalbench.runs.checkpoints import CHECKPOINTS_DIR
 
@@ -268,13 +269,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_records_migrate(args: argparse.Namespace) -> int:
-    """``fetalbench records migrate``: rewrite records made before records were portable."""
+    """``fetalbench records migrate``: bring old records up to this version's format."""
     from fetalbench.runs.migration import migrate_records
 
     migration = migrate_records(args.paths)
-    print(f"migrated {len(migration.changed)} of {migration.examined} records to the portable "
-          f"form (checkpoints named in the cache, no dataset folder or host); "
-          f"{migration.examined - len(migration.changed)} were already portable")
+    print(f"migrated {len(migration.changed)} of {migration.examined} records to this version's "
+          f"format (current schema; checkpoints named in the cache, no dataset folder or host); "
+          f"{migration.examined - len(migration.changed)} were already current")
     return 0
 
 
@@ -356,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (run, explain, grid, leaderboard, validate, records, bench, methods,
     tasks, data, calibrate)."""
     from fetalbench.data.sources import DATASETS
+    from fetalbench.data.splits import VALIDATION_SETTINGS
     from fetalbench.methods.registry import POOLS, PROTOCOLS
     from fetalbench.profiles import PROFILES
 
@@ -381,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "images (default, as in the paper) or every training image of the dataset")
     run.add_argument("--profile", default="quick", choices=list(PROFILES),
                      help="quick (2 CPU cores, default) or paper (GPU, the paper's scale)")
+    run.add_argument("--validation", default="fixed", choices=VALIDATION_SETTINGS,
+                     help="labelled images for model selection: fixed (the whole 20%% "
+                     "patient carve-out, default) or scaled (no more than the labelled set)")
     run.add_argument("--out", type=_output_folder, default=Path("results"),
                      help="folder for run records (default results/)")
     run.add_argument("--force", action="store_true", help="rerun even if the record exists")
@@ -461,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     records_commands = records.add_subparsers(dest="records_command", required=True,
                                               parser_class=OneLineParser)
     migrate = records_commands.add_parser(
-        "migrate", help="rewrite old records in the portable form (relative paths, no host)"
+        "migrate", help="rewrite old records in this version's format (schema, portable paths)"
     )
     migrate.add_argument("paths", nargs="*", type=Path, default=[Path("results")],
                          metavar="PATH", help="record files or folders (default results/)")

@@ -8,7 +8,13 @@ import pytest
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods import METHODS
 from fetalbench.registry import Registry
-from fetalbench.runs.metrics import classification_metrics
+from fetalbench.runs.metrics import (
+    classification_metrics,
+    decode_classes,
+    encode_classes,
+    per_image_predictions,
+    per_machine_metrics,
+)
 
 
 def test_metrics_by_hand() -> None:
@@ -33,3 +39,25 @@ def test_collision_names_both_sources() -> None:
     registry.register("x", 1, "package_a")
     with pytest.raises(FetalbenchError, match="by package_a and by package_b"):
         registry.register("x", 2, "package_b")
+
+
+def test_predictions_are_kept_one_digit_per_image_and_read_back() -> None:
+    labels, predicted = np.array([0, 2, 1, 11]), np.array([0, 1, 1, 35])
+    kept = per_image_predictions(labels, predicted, ["a.png", "b.png", "c.png", "d.png"])
+    assert (kept["labels"], kept["predicted"]) == ("021b", "011z")
+    assert np.array_equal(decode_classes(kept["predicted"]), predicted)
+    reordered = per_image_predictions(labels, predicted, list("abdc"))
+    assert kept["order_sha256"] != reordered["order_sha256"]
+    with pytest.raises(ValueError, match="class indices must lie in"):
+        encode_classes(np.array([36]))
+
+
+def test_per_machine_macro_f1_averages_over_the_classes_each_machine_imaged() -> None:
+    labels = np.array([0, 1, 0, 0, 2])
+    predicted = np.array([0, 1, 1, 0, 2])
+    machines = np.array(["A", "A", "B", "B", "B"])
+    scores = per_machine_metrics(labels, predicted, machines)
+    assert scores["A"] == {"macro_f1": 1.0, "n_test": 2}
+    # B imaged classes 0 and 2 only: F1 2/3 on class 0, 1 on class 2; class 1 is not averaged in
+    assert scores["B"]["n_test"] == 3
+    assert scores["B"]["macro_f1"] == pytest.approx((2 / 3 + 1) / 2)

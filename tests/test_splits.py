@@ -61,6 +61,31 @@ def test_splits_on_the_real_csv(real_catalog: pd.DataFrame, task_name: str, seed
     assert len(first.unlabelled_pool) == int(rows["train"].sum())
 
 
+@pytest.mark.parametrize("task_name", ["planes", "brain"])
+def test_scaled_validation_is_no_larger_than_the_labelled_set(real_catalog: pd.DataFrame,
+                                                              task_name: str) -> None:
+    rows = TASKS.get(task_name).select(real_catalog)
+    labels, n_classes = rows["label"].to_numpy(), len(TASKS.get(task_name).classes)
+    fixed = split_task(rows, 0.01, 0)
+    scaled = {f: split_task(rows, f, 0, validation="scaled") for f in DEFAULT_FRACTIONS}
+    for fraction, split in scaled.items():
+        assert np.array_equal(split.labelled, split_task(rows, fraction, 0).labelled)
+        assert set(split.validation) <= set(fixed.validation)
+        per_class = np.bincount(labels[split.validation], minlength=n_classes)
+        assert per_class.min() >= 1
+        assert np.all(per_class <= np.bincount(labels[split.labelled], minlength=n_classes))
+    for small, large in itertools.pairwise(sorted(scaled)):
+        assert set(scaled[small].validation) <= set(scaled[large].validation)
+    if task_name == "brain":  # the imbalance the scaled setting removes (issue 18)
+        assert (len(fixed.labelled), len(fixed.validation)) == (13, 311)
+        assert len(scaled[0.01].validation) <= 13
+
+
+def test_an_unknown_validation_setting_is_refused(real_catalog: pd.DataFrame) -> None:
+    with pytest.raises(FetalbenchError, match="unknown validation setting 'all'; expected one of"):
+        split_task(TASKS.get("brain").select(real_catalog), 0.1, 0, validation="all")
+
+
 def test_labelled_subsets_are_drawn_by_patient(real_catalog: pd.DataFrame) -> None:
     rows = TASKS.get("planes").select(real_catalog)
     train = rows[rows["train"]]

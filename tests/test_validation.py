@@ -22,7 +22,7 @@ from fetalbench.data.fetal_planes_db import (
 )
 from fetalbench.data.tasks import TASKS
 from fetalbench.runs.execute import execute_run
-from fetalbench.runs.migration import portable_record
+from fetalbench.runs.migration import current_schema, portable_record
 from fetalbench.runs.records import record_files, write_record
 from fetalbench.runs.spec import RunRequest, spec_hash
 from fetalbench.runs.validation import validate_record
@@ -109,6 +109,40 @@ def test_migrate_rewrites_old_records_once_and_keeps_everything_else(tmp_path: P
     assert main(["validate", str(results)]) == 0
 
 
+def test_a_schema_1_record_gains_the_fixed_validation_setting_and_moves_to_its_new_name(
+        tmp_path: Path, capsys):
+    path, current = committed_record()
+    old = copy.deepcopy(current)
+    del old["spec"]["validation"], old["migrated_from"]
+    old.update(schema=1, spec_hash=spec_hash(old["spec"]))
+    old_path = tmp_path / path.name.replace(current["spec_hash"], old["spec_hash"])
+    write_record(old_path, old)
+    assert checks(old) == {"schema"}
+    assert current_schema(old) == current
+    assert main(["records", "migrate", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("migrated 1 of 1 records")
+    assert not old_path.exists()
+    assert (tmp_path / path.name).read_bytes() == path.read_bytes()
+
+
+def test_a_fresh_record_keeps_every_test_prediction_and_its_machines(fresh_run):
+    record, _, _ = fresh_run
+    predictions, n_test = record["test_predictions"], record["split"]["test"]
+    assert len(predictions["labels"]) == len(predictions["predicted"]) == n_test
+    assert "migrated_from" not in record and checks(record) == {"official_csv", "official_split"}
+    flipped = copy.deepcopy(record)
+    wrong = "1" if predictions["predicted"][0] == "0" else "0"
+    flipped["test_predictions"]["predicted"] = wrong + predictions["predicted"][1:]
+    assert "test_predictions" in checks(flipped)
+    short = copy.deepcopy(record)
+    short["test_predictions"]["labels"] = predictions["labels"][1:]
+    assert "test_predictions" in checks(short)
+    machine = next(iter(record["metrics"]["per_machine"]))
+    miscounted = copy.deepcopy(record)
+    miscounted["metrics"]["per_machine"][machine]["n_test"] += 1
+    assert "per_machine" in checks(miscounted)
+
+
 def test_a_checkpoint_outside_the_cache_stays_absolute_and_fails_validation():
     _, record = committed_record()
     record["checkpoint"] = "/elsewhere/run.safetensors"
@@ -150,7 +184,7 @@ def edited(tmp_path: Path, edit) -> Path:
         (lambda r: r["metrics"]["confusion_matrix"][0].__setitem__(
             0, r["metrics"]["confusion_matrix"][0][0] + 1), "confusion_matrix"),
         (lambda r: r["metrics"].update(confusion_matrix=[[1, 2], [3, 4]]), "confusion_matrix"),
-        (lambda r: r.update(schema=2), "schema"),
+        (lambda r: r.update(schema=3), "schema"),
         (lambda r: r.pop("split"), "numbers"),
     ],
 )

@@ -88,6 +88,16 @@ class RunData:
         return self.labels[self.split.test]
 
     @property
+    def test_machines(self) -> np.ndarray:
+        """The test images' ultrasound machines (the record's per-machine metrics)."""
+        return self.test_rows["machine"].to_numpy()
+
+    @property
+    def test_names(self) -> list[str]:
+        """The test images' file names, in the split's fixed order."""
+        return self.test_rows["image_name"].tolist()
+
+    @property
     def test_patients(self) -> np.ndarray:
         """The test images' patient ids (the embedding scores' k-NN folds keep them together)."""
         return self.test_rows["patient"].to_numpy()
@@ -111,16 +121,18 @@ def prepare_run_data(
     pool: str,
     resolution: int,
     cache_root: Path,
+    validation: str = "fixed",
 ) -> RunData:
     """The data of a run of ``task`` on ``source``: the split of its rows for ``fraction`` and
     ``seed`` (:func:`~fetalbench.data.splits.split_task`, with a ``validation_fraction``
-    carve-out), and the catalog's images decoded at ``resolution`` (read from the image cache in
-    ``cache_root``, decoded into it the first time)."""
+    carve-out under the ``validation`` setting), and the catalog's images decoded at
+    ``resolution`` (read from the image cache in ``cache_root``, decoded into it the first
+    time)."""
     if pool not in POOLS:
         raise FetalbenchError(f"unknown unlabelled pool {pool!r}; expected one of "
                               f"{', '.join(POOLS)}")
     rows = task.select(source.catalog)
-    split = split_task(rows, fraction, seed, validation_fraction)
+    split = split_task(rows, fraction, seed, validation_fraction, validation)
     all_images = load_images(source.catalog, source.identity.fingerprint, resolution, cache_root)
     return RunData(
         source=source,

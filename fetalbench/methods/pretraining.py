@@ -96,8 +96,9 @@ FINE_TUNING_ONLY = frozenset({"name", "batch_size", "downstream_steps", "validat
                               "learning_rate", "validation_fraction"})
 """Profile fields that a pre-training stage does not read; every other field is in its key."""
 
-DOWNSTREAM_ONLY = frozenset({"fraction", "protocol"})
-"""Fields of a run request that its pre-training stage does not depend on: every other field
+DOWNSTREAM_ONLY = frozenset({"fraction", "protocol", "validation"})
+"""Fields of a run request that its pre-training stage does not depend on (the label fraction,
+the protocol and the validation setting decide only what is labelled): every other field
 enters the stage's key (:func:`pretraining_key`): the method as its objective and init, the
 dataset and its root as the data's fingerprint, the profile by :data:`FINE_TUNING_ONLY`."""
 
@@ -114,7 +115,7 @@ def stage_group(request: RunRequest) -> tuple[tuple[str, object], ...]:
 def pretraining_key(context: MethodContext, objective_name: str, init: str,
                     settings: object, objective_version: int) -> dict:
     """Everything the pre-trained backbone depends on (not :data:`DOWNSTREAM_ONLY`: fraction,
-    protocol).
+    protocol, validation setting).
 
     The profile enters by exclusion: every field but :data:`FINE_TUNING_ONLY`, so a setting
     added to :class:`~fetalbench.profiles.Profile` later (as ``channels_last`` once was missed,

@@ -18,7 +18,7 @@ from fetalbench.runs.spec import RunRequest, validate_request
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 KEYS = {"description", "dataset", "profile", "methods", "tasks", "fractions", "seeds",
-        "protocols", "pool", "slurm"}
+        "protocols", "pool", "validation", "slurm"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Suite:
     seeds: tuple[int, ...]
     protocols: tuple[str, ...]
     pool: str
+    validation: str
     slurm: dict
 
     def requests(self, data_root: Path | None) -> list[RunRequest]:
@@ -48,7 +49,8 @@ class Suite:
             if protocol in METHODS.get(method).protocols:
                 runs.append(RunRequest(method=method, task=task, dataset=self.dataset,
                                        data_root=data_root, fraction=fraction, seed=seed,
-                                       protocol=protocol, pool=self.pool, profile=self.profile))
+                                       protocol=protocol, pool=self.pool, profile=self.profile,
+                                       validation=self.validation))
         return runs
 
 
@@ -88,6 +90,7 @@ def load_suite(name_or_path: str) -> Suite:
             seeds=tuple(int(s) for s in data["seeds"]),
             protocols=tuple(data.get("protocols", ["finetune"])),
             pool=str(data.get("pool", "task")),
+            validation=str(data.get("validation", "fixed")),
             slurm=dict(data.get("slurm", {})),
         )
     except KeyError as missing:

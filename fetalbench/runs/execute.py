@@ -22,7 +22,11 @@ from fetalbench.methods.engine import predict
 from fetalbench.methods.execution import SINGLE_PROCESS, Execution, launched_rank
 from fetalbench.paths import cache_relative
 from fetalbench.runs.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_classifier
-from fetalbench.runs.metrics import classification_metrics
+from fetalbench.runs.metrics import (
+    classification_metrics,
+    per_image_predictions,
+    per_machine_metrics,
+)
 from fetalbench.runs.records import git_revision, new_record, read_record_status, write_record
 from fetalbench.runs.spec import RunRequest, RunSpec, resolve_spec, validate_request
 from fetalbench.storage.locks import describe_holder, lock_path, locked
@@ -113,12 +117,13 @@ def _train_and_record(
     method, task, identity = METHODS.get(spec.method), TASKS.get(spec.task), source.identity
     prepared = prepare_run_data(source, task, spec.fraction, spec.seed,
                                 spec.profile.validation_fraction, spec.pool,
-                                spec.profile.resolution, cache_root)
+                                spec.profile.resolution, cache_root, spec.validation)
     rows, split, data = prepared.rows, prepared.split, prepared.task_data()
     pool = data.unlabelled_images
     log(
         f"{spec.method} on {spec.task}: {len(split.labelled)} labelled, "
-        f"{len(split.validation)} validation, {len(pool)} unlabelled ({spec.pool} pool), "
+        f"{len(split.validation)} validation ({spec.validation}), {len(pool)} unlabelled "
+        f"({spec.pool} pool), "
         f"{len(split.test)} test images at {spec.profile.resolution}px"
     )
     data_seconds = time.perf_counter() - started
@@ -131,6 +136,8 @@ def _train_and_record(
     test_images = prepared.test_images()
     predictions = predict(result.classifier, test_images, spec.profile.channels_last)
     metrics = classification_metrics(prepared.test_labels, predictions, task.classes)
+    metrics["per_machine"] = per_machine_metrics(prepared.test_labels, predictions,
+                                                 prepared.test_machines)
     tested = time.perf_counter()
     explanation = explain_test_set(result.classifier, test_images, prepared.test_labels,
                                    prepared.test_patients, spec.seed,
@@ -151,6 +158,8 @@ def _train_and_record(
         dataset=identity.as_record(),
         classes=list(task.classes),
         metrics=metrics,
+        test_predictions=per_image_predictions(prepared.test_labels, predictions,
+                                               prepared.test_names),
         checkpoint=None if checkpoint is None else cache_relative(checkpoint, cache_root),
         checkpoint_sha256=checkpoint_sha256,
         method_notes=result.notes,

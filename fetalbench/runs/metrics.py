@@ -3,11 +3,16 @@
 Migliorelli et al. (2024) judge methods by F1, sensitivity (recall) and precision; we add accuracy,
 balanced accuracy and the confusion matrix. Macro averages weigh every class equally, which matters
 for the imbalanced planes of FETAL_PLANES_DB.
+
+A record also keeps every test image's label and prediction (:func:`per_image_predictions`), so
+the report can resample test images (a paired bootstrap over seeds and images), and macro F1 on
+each ultrasound machine's test images (:func:`per_machine_metrics`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -16,6 +21,8 @@ from sklearn.metrics import (
     precision_score,
     recall_score,
 )
+
+from fetalbench.storage.digests import sha256_hex
 
 
 def classification_metrics(
@@ -38,6 +45,54 @@ def classification_metrics(
         "confusion_matrix": confusion_matrix(labels, predictions, labels=indices).tolist(),
         "n_test": len(labels),
     }
+
+
+CLASS_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+"""One character per class index in a record's predictions: tasks of up to 36 classes."""
+
+
+def encode_classes(indices: np.ndarray) -> str:
+    """Class indices as a string of one base-36 digit per image (``[0, 2, 1] -> "021"``)."""
+    array = np.asarray(indices, dtype=np.int64)
+    if array.size and (array.min() < 0 or array.max() >= len(CLASS_DIGITS)):
+        raise ValueError(f"class indices must lie in [0, {len(CLASS_DIGITS)})")
+    return "".join(CLASS_DIGITS[i] for i in array.tolist())
+
+
+def decode_classes(text: str) -> np.ndarray:
+    """The int64 class indices :func:`encode_classes` wrote."""
+    return np.array([int(character, 36) for character in text], dtype=np.int64)
+
+
+def per_image_predictions(
+    labels: np.ndarray, predictions: np.ndarray, names: list[str]
+) -> dict:
+    """A record's ``test_predictions``: every test image's label and prediction, one base-36
+    digit each in the split's fixed order, and ``order_sha256``, the sha256 of the images' names
+    joined by newlines, so records are paired image by image only when their test sets match."""
+    return {
+        "labels": encode_classes(labels),
+        "predicted": encode_classes(predictions),
+        "order_sha256": sha256_hex("\n".join(names).encode()),
+    }
+
+
+def per_machine_metrics(labels: np.ndarray, predictions: np.ndarray, machines: np.ndarray) -> dict:
+    """Macro F1 and the number of test images of each ultrasound machine, by machine name.
+
+    A machine's macro F1 averages over the classes among its test images (a machine that
+    imaged no trans-ventricular plane is not scored zero on that class).
+    """
+    frame = pd.DataFrame({"label": labels, "predicted": predictions, "machine": machines})
+    scores = {}
+    for machine, group in frame.groupby("machine", sort=True):
+        present = np.unique(group["label"].to_numpy()).tolist()
+        scores[str(machine)] = {
+            "macro_f1": float(f1_score(group["label"], group["predicted"], labels=present,
+                                       average="macro", zero_division=0)),
+            "n_test": len(group),
+        }
+    return scores
 
 
 def macro_f1(labels: np.ndarray, predictions: np.ndarray, n_classes: int) -> float:

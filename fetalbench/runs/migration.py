@@ -1,11 +1,21 @@
-"""``fetalbench records migrate``: rewrite records made before records were portable.
+"""``fetalbench records migrate``: bring records up to this version's format.
 
-Such a record names the machine that made it: the absolute paths of its checkpoints and of its
-dataset folder (``dataset.root``) and the host of the process that ran it (``executor.host``). The
-portable form (:mod:`fetalbench.runs.records`) names each checkpoint relative to the cache root, as
-the cache lays it out (``checkpoints/<dataset>/<task>/<method>/<record>.safetensors``,
-``pretrain/<stage>.safetensors``), and drops the folder and the host; nothing else changes, so
-the spec hash and every number stay as they are. Migrating a portable record changes nothing.
+Two migrations, each applied when a record needs it:
+
+- **Schema 1 to 2.** A schema-1 record was made before the spec had a ``validation`` setting;
+  every such run used the whole validation carve-out, so its spec gains ``validation = "fixed"``.
+  That changes the spec hash, which names the file: the record is rewritten under its new name
+  and the old file removed. Its numbers stay as they are; it has no ``test_predictions`` or
+  ``metrics.per_machine`` (which only a rerun can give), which its ``migrated_from = 1`` says
+  (``fetalbench validate`` does not ask it for them; the report says where it needs them).
+- **Portable.** A record made before records were portable names the machine that made it:
+  the absolute paths of its checkpoints and of its dataset folder (``dataset.root``) and the
+  host of the process that ran it (``executor.host``). The portable form
+  (:mod:`fetalbench.runs.records`) names each checkpoint relative to the cache root, as the cache
+  lays it out (``checkpoints/<dataset>/<task>/<method>/<record>.safetensors``,
+  ``pretrain/<stage>.safetensors``), and drops the folder and the host; nothing else changes.
+
+Migrating a record of the current format changes nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +28,8 @@ from pathlib import Path, PurePosixPath
 
 from fetalbench.errors import FetalbenchError
 from fetalbench.paths import CHECKPOINTS_DIR
-from fetalbench.runs.records import records_under, write_record
+from fetalbench.runs.records import SCHEMA_VERSION, records_under, write_record
+from fetalbench.runs.spec import spec_hash
 
 PRETRAIN_DIR = "pretrain"  # where fetalbench.methods.pretraining.checkpoint_paths keeps stages
 
@@ -55,9 +66,26 @@ def portable_record(record: dict) -> dict:
     return migrated
 
 
+def current_schema(record: dict) -> dict:
+    """``record`` at this version's schema (a copy; ``record`` itself is left as it is)."""
+    migrated = copy.deepcopy(record)
+    if migrated.get("schema") == 1 and isinstance(migrated.get("spec"), dict):
+        migrated["spec"].setdefault("validation", "fixed")
+        migrated["spec_hash"] = spec_hash(migrated["spec"])
+        migrated["schema"] = SCHEMA_VERSION
+        migrated["migrated_from"] = 1
+    return migrated
+
+
+def migrated_record(record: dict) -> dict:
+    """``record`` in this version's format: current schema, portable."""
+    return portable_record(current_schema(record))
+
+
 def migrate_records(paths: Sequence[Path]) -> Migration:
-    """Rewrite, in place and atomically, every record in ``paths`` (files, or folders of them)
-    that is not yet portable; a record already portable is not touched."""
+    """Rewrite atomically every record in ``paths`` (files, or folders of them) that is not in
+    this version's format; a record whose spec hash changes moves to the file its new hash names
+    (the new file is written before the old one is removed). A current record is not touched."""
     files = records_under(paths)
     changed = []
     for path in files:
@@ -69,8 +97,15 @@ def migrate_records(paths: Sequence[Path]) -> Migration:
         if not isinstance(record, dict):
             raise FetalbenchError(f"{path} is not a run record (not a JSON object); move it out "
                                   "of the results folder, then migrate again")
-        migrated = portable_record(record)
-        if migrated != record:
-            write_record(path, migrated)
-            changed.append(path)
+        migrated = migrated_record(record)
+        if migrated == record:
+            continue
+        target = path
+        old_hash, new_hash = record.get("spec_hash"), migrated.get("spec_hash")
+        if isinstance(old_hash, str) and old_hash != new_hash and old_hash in path.name:
+            target = path.with_name(path.name.replace(old_hash, new_hash))
+        write_record(target, migrated)
+        if target != path:
+            path.unlink()
+        changed.append(target)
     return Migration(len(files), tuple(changed))

@@ -1,8 +1,10 @@
 """Run records: the format of the one JSON file each run leaves, written atomically.
 
 A record holds the fully resolved spec and its hash, the dataset's identity (synthetic or real),
-test metrics, validation-based model selection, split sizes, timings, package versions, hardware
-and git revision. The spec hash names the file, so a grid can skip a run whose record exists.
+test metrics (overall and per ultrasound machine), every test image's label and prediction,
+validation-based model selection, split sizes (``split.validation``: the labelled images model
+selection used), timings, package versions, hardware and git revision. The spec hash names the
+file, so a grid can skip a run whose record exists.
 
 Records are portable: they name files in the cache relative to the cache root
 (:func:`fetalbench.paths.cache_relative`), the dataset by name and fingerprint (not by folder), and
@@ -26,7 +28,10 @@ from fetalbench.errors import FetalbenchError
 from fetalbench.runs.spec import RunSpec
 from fetalbench.storage.atomic import write_bytes_atomic
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: the spec has ``validation``, and records keep ``test_predictions`` and
+``metrics.per_machine`` (:mod:`fetalbench.runs.metrics`); ``fetalbench records migrate`` brings a
+schema-1 record up (:mod:`fetalbench.runs.migration`)."""
 PACKAGES = ("fetalbench", "torch", "torchvision", "timm", "lightly", "pytorch-lightning",
             "numpy", "pandas", "scikit-learn", "scipy")
 

@@ -2,7 +2,8 @@
 
 What a record is reproducible from, and where the record keeps it:
 
-- the spec (method, task, dataset and its fingerprint, fraction, seed, protocol, pool, profile):
+- the spec (method, task, dataset and its fingerprint, fraction, seed, protocol, pool, profile,
+  validation setting):
   ``spec``, checked against ``spec_hash``;
 - the code: ``git.revision`` (and ``git.dirty``, false for committed records);
 - the intra-op CPU thread count: ``execution.threads`` (older records: ``hardware.torch_threads``).
@@ -90,10 +91,12 @@ def flatten_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
 
 
 def compare_metrics(recorded: dict, reproduced: dict) -> tuple[MetricDifference, ...]:
-    """Every metric of either side, in a stable order."""
+    """Every recorded metric against the rerun's, in a stable order (one the rerun lacks reads
+    NaN and differs; one only the rerun has, as ``metrics.per_machine`` beside a schema-1
+    record, has nothing to be compared with and is left out)."""
     old, new = flatten_metrics(recorded), flatten_metrics(reproduced)
-    return tuple(MetricDifference(name, old.get(name, math.nan), new.get(name, math.nan))
-                 for name in sorted(old.keys() | new.keys()))
+    return tuple(MetricDifference(name, value, new.get(name, math.nan))
+                 for name, value in sorted(old.items()))
 
 
 def recorded_threads(record: dict) -> int:
@@ -182,7 +185,7 @@ def reproduce_record(
         method=spec["method"], task=spec["task"], dataset=spec["dataset"],
         data_root=data_root if needs_root else None,
         fraction=spec["fraction"], seed=spec["seed"], protocol=spec["protocol"],
-        pool=spec["pool"], profile=spec["profile"]["name"],
+        pool=spec["pool"], profile=spec["profile"]["name"], validation=spec["validation"],
     )
     execution = Execution(threads=recorded_threads(record))
     with tempfile.TemporaryDirectory(prefix="fetalbench-reproduce-") as folder:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fetalbench.checks import check_fraction, check_seed
+from fetalbench.data.splits import VALIDATION_SETTINGS
 from fetalbench.data.tasks import TASKS
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods import METHODS
@@ -40,6 +41,7 @@ class RunRequest:
     protocol: str = "finetune"
     pool: str = "task"
     profile: str = "quick"
+    validation: str = "fixed"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class RunSpec:
     protocol: str
     pool: str
     profile: Profile
+    validation: str = "fixed"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -95,6 +98,11 @@ def validate_request(request: RunRequest) -> None:
         raise FetalbenchError(
             f"unknown unlabelled pool {request.pool!r}; expected one of {', '.join(POOLS)}"
         )
+    if request.validation not in VALIDATION_SETTINGS:
+        raise FetalbenchError(
+            f"unknown validation setting {request.validation!r}; expected one of "
+            f"{', '.join(VALIDATION_SETTINGS)}"
+        )
 
 
 def resolve_spec(request: RunRequest, source: DatasetSource) -> RunSpec:
@@ -109,4 +117,5 @@ def resolve_spec(request: RunRequest, source: DatasetSource) -> RunSpec:
         protocol=request.protocol,
         pool=request.pool,
         profile=get_profile(request.profile),
+        validation=request.validation,
     )

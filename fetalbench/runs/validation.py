@@ -3,7 +3,9 @@
 A record passes when its schema is the one this version writes, its spec hash recomputes from its
 spec, it is portable (no folder or host of the machine that made it), its numbers agree with each
 other (the confusion matrix sums to the test images, and macro F1, per-class sensitivity and
-precision, accuracy and balanced accuracy are what the matrix gives), and, on ``fetal_planes_db``,
+precision, accuracy and balanced accuracy are what the matrix gives; the per-image test
+predictions, where the record has them, give the matrix, and the per-machine test images add up
+to the test set), and, on ``fetal_planes_db``,
 it was measured on the official dataset (the official CSV's sha256, the official test split's
 size for its task). ``fetalbench leaderboard`` refuses a record that fails
 (:mod:`fetalbench.report.record_table`). Checks are plain functions from a record to its
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from fetalbench.data.fetal_planes_db import OFFICIAL_CSV_SHA256, OFFICIAL_TEST_IMAGES
-from fetalbench.runs.metrics import confusion_metrics
+from fetalbench.runs.metrics import CLASS_DIGITS, confusion_metrics, decode_classes
 from fetalbench.runs.records import SCHEMA_VERSION, records_under
 from fetalbench.runs.spec import spec_hash
 
@@ -157,6 +159,34 @@ def check_numbers(record: dict) -> Iterator[Finding]:
                           f"{expected[key][wrong[0]]!r}, what the confusion matrix gives; {RERUN}")
 
 
+def check_predictions(record: dict) -> Iterator[Finding]:
+    """A successful run's per-image test predictions (one class digit per test image) give its
+    confusion matrix, and its per-machine test images add up to its test images (a record
+    migrated from schema 1, ``migrated_from``, was made before records kept them; one of an
+    older schema fails ``schema`` instead)."""
+    if (record["status"] != "ok" or record["schema"] != SCHEMA_VERSION
+            or record.get("migrated_from") == 1):
+        return
+    predictions, n_test = record["test_predictions"], record["split"]["test"]
+    digits = set(CLASS_DIGITS[:len(record["classes"])])
+    texts = (predictions["labels"], predictions["predicted"])
+    if any(len(text) != n_test or not set(text) <= digits for text in texts):
+        yield Finding("test_predictions", f"test_predictions.labels and .predicted must hold one "
+                      f"class digit per test image ({n_test}); {RERUN}")
+        return
+    size = len(record["classes"])
+    confusion = [[0] * size for _ in range(size)]
+    for label, predicted in zip(*map(decode_classes, texts), strict=True):
+        confusion[label][predicted] += 1
+    if confusion != record["metrics"]["confusion_matrix"]:
+        yield Finding("test_predictions", "test_predictions do not give "
+                      f"metrics.confusion_matrix; {RERUN}")
+    per_machine = sum(machine["n_test"] for machine in record["metrics"]["per_machine"].values())
+    if per_machine != n_test:
+        yield Finding("per_machine", f"metrics.per_machine counts {per_machine} test images, not "
+                      f"the {n_test} of split.test; {RERUN}")
+
+
 def check_official_dataset(record: dict) -> Iterator[Finding]:
     """A ``fetal_planes_db`` record names the official CSV and the official test split's size."""
     spec = record["spec"]
@@ -190,6 +220,7 @@ CHECKS: tuple[tuple[str, Callable[[dict], Iterator[Finding]]], ...] = (
     ("spec_hash", check_spec_hash),
     ("portable", check_portable),
     ("numbers", check_numbers),
+    ("predictions", check_predictions),
     ("official_dataset", check_official_dataset),
 )
 """Each check by the name a finding has when the record lacks a field the check reads."""
