@@ -12,7 +12,15 @@ from fetalbench.cli import main
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods.execution import Execution, default_threads
 from fetalbench.runs.execute import execute_run
-from fetalbench.runs.reproduce import compare_metrics, flatten_metrics, reproduce_record
+from fetalbench.runs.reproduce import (
+    OTHER_CPU_KIND_TOLERANCE,
+    MetricDifference,
+    Reproduction,
+    compare_metrics,
+    flatten_metrics,
+    reproduce_record,
+    sample_cheap_records,
+)
 from fetalbench.runs.spec import RunRequest
 
 
@@ -55,7 +63,8 @@ def test_reproduce_reports_a_metric_that_differs_and_exits_non_zero(
     edited.write_text(json.dumps(record))
     assert main(["reproduce", str(edited), "--data-root", str(real_subset_root)]) == 1
     out = capsys.readouterr().out
-    assert "macro_f1" in out and "difference -0.01" in out and "1 differ" in out
+    assert "macro_f1" in out and "difference -0.01" in out and "FAILS: macro_f1" in out
+    assert out.rstrip().endswith("reproduced 1 record(s): 0 pass, 1 fail")
 
 
 def test_reproduce_refuses_what_it_cannot_rerun(smoke_record: Path, tmp_path: Path) -> None:
@@ -97,3 +106,32 @@ def test_execution_applies_its_thread_count() -> None:
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_on_another_kind_of_cpu_only_the_headline_metrics_beyond_the_thread_spread_fail() -> None:
+    def reproduction(same_kind: bool, macro_f1_moves: float) -> Reproduction:
+        metrics = (MetricDifference("macro_f1", 0.5, 0.5 + macro_f1_moves),
+                   MetricDifference("confusion_matrix.0.0", 10.0, 14.0))
+        return Reproduction(Path("r.json"), metrics, ("cpu_capability AVX512 -> AVX2",), same_kind)
+
+    within = OTHER_CPU_KIND_TOLERANCE / 2
+    assert [m.name for m in reproduction(True, 0.0).failing()] == ["confusion_matrix.0.0"]
+    assert reproduction(False, within).failing() == []
+    assert [m.name for m in reproduction(False, 2 * OTHER_CPU_KIND_TOLERANCE).failing()] == [
+        "macro_f1"]
+    assert len(reproduction(False, within).differing()) == 2  # still reported
+
+
+def test_the_sample_is_seeded_and_takes_only_cheap_records(smoke_record: Path,
+                                                           tmp_path: Path) -> None:
+    record = json.loads(smoke_record.read_text())
+    for index, seconds in enumerate((10, 20, 30, 500)):
+        record["timings"]["total_s"] = seconds
+        (tmp_path / f"r{index}.json").write_text(json.dumps(record))
+    first = sample_cheap_records([tmp_path], 2, seed=3, max_seconds=60)
+    assert first == sample_cheap_records([tmp_path], 2, seed=3, max_seconds=60)
+    assert len(first) == 2 and tmp_path / "r3.json" not in first
+    draws = {tuple(sample_cheap_records([tmp_path], 2, seed, 60)) for seed in range(20)}
+    assert len(draws) > 1
+    with pytest.raises(FetalbenchError, match="only 3 reproducible record"):
+        sample_cheap_records([tmp_path], 4, seed=0, max_seconds=60)

@@ -17,12 +17,21 @@ A reproduction trains every stage again in a scratch cache: pre-training stages 
 are not reused, while the phantom and decoded images (checked by their fingerprints) are shared
 with the user's cache. On the same kind of machine, at the same revision and versions, every metric
 is expected identical; a condition that differs is listed beside the differences it may explain.
+
+On another kind of CPU (another ``cpu_capability``, or a GPU on one side) the kernels round
+otherwise and a rerun is one more draw of training noise, as another thread count is: there the
+headline metrics must agree within :data:`OTHER_CPU_KIND_TOLERANCE`, the largest macro F1
+difference measured between 1 and 2 threads (``docs/reproducibility.md``), and every other
+difference is reported, not failed. CI reruns a seeded sample of cheap committed records
+(:func:`sample_cheap_records`) this way, so the committed leaderboard is shown on every change to
+come from the code.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import random
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,8 +40,13 @@ from pathlib import Path
 from fetalbench.data.sources import DATASETS
 from fetalbench.errors import FetalbenchError
 from fetalbench.profiles import PROFILES, Profile
-from fetalbench.runs.records import git_revision, hardware, package_versions
+from fetalbench.runs.records import git_revision, hardware, package_versions, records_under
 from fetalbench.runs.spec import spec_hash
+
+OTHER_CPU_KIND_TOLERANCE = 0.162
+"""How far a headline metric may move on another kind of CPU: the largest macro F1 difference
+between 1 and 2 intra-op threads over 9 runs (mean 0.040; docs/reproducibility.md)."""
+HEADLINE = ("macro_f1", "accuracy", "balanced_accuracy")
 
 REBUILT_IN_SCRATCH = ("pretrain", "checkpoints")
 """Cache folders a reproduction must not reuse: what training made. Everything else in the cache
@@ -64,6 +78,9 @@ class Reproduction:
     record_path: Path
     metrics: tuple[MetricDifference, ...]
     changed_conditions: tuple[str, ...]
+    same_kind: bool
+    """Whether the rerun ran on the kind of machine that made the record (CPU instruction set,
+    GPU): only then is every metric expected identical."""
 
     def largest_difference(self) -> float:
         """The largest absolute difference over all metrics."""
@@ -72,6 +89,15 @@ class Reproduction:
     def differing(self, tolerance: float = 0.0) -> list[MetricDifference]:
         """The metrics whose absolute difference exceeds ``tolerance``."""
         return [m for m in self.metrics if abs(m.difference) > tolerance]
+
+    def failing(self, tolerance: float = 0.0) -> list[MetricDifference]:
+        """The differences that fail the reproduction: on the same kind of machine every metric
+        beyond ``tolerance``; on another, the headline metrics beyond
+        :data:`OTHER_CPU_KIND_TOLERANCE` (or ``tolerance``, when larger)."""
+        if self.same_kind:
+            return self.differing(tolerance)
+        return [m for m in self.differing(max(tolerance, OTHER_CPU_KIND_TOLERANCE))
+                if m.name in HEADLINE]
 
 
 def flatten_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
@@ -103,6 +129,33 @@ def recorded_threads(record: dict) -> int:
     """The intra-op thread count the record ran with."""
     threads = record.get("execution", {}).get("threads") or record["hardware"]["torch_threads"]
     return int(threads)
+
+
+def same_machine_kind(record: dict) -> bool:
+    """Whether this machine is of the kind that made ``record``: the same GPU (or none) and the
+    same CPU instruction set (a record without ``cpu_capability`` counts as another kind)."""
+    recorded, here = record.get("hardware", {}), hardware()
+    return (recorded.get("cuda") == here["cuda"]
+            and recorded.get("cpu_capability") == here["cpu_capability"])
+
+
+def sample_cheap_records(paths: list[Path], count: int, seed: int,
+                         max_seconds: float) -> list[Path]:
+    """A seeded random sample of ``count`` reproducible records among ``paths`` (files or
+    folders) whose recorded run took at most ``max_seconds``, in file order."""
+    cheap = []
+    for path in records_under(paths):
+        try:
+            record = read_reproducible_record(path)
+        except FetalbenchError:
+            continue
+        if record.get("timings", {}).get("total_s", math.inf) <= max_seconds:
+            cheap.append(path)
+    if len(cheap) < count:
+        raise FetalbenchError(f"only {len(cheap)} reproducible record(s) ran in at most "
+                              f"{max_seconds:g} s; raise --max-seconds or lower --sample")
+    chosen = set(random.Random(seed).sample(cheap, count))
+    return [path for path in cheap if path in chosen]
 
 
 def changed_conditions(record: dict) -> tuple[str, ...]:
@@ -198,14 +251,12 @@ def reproduce_record(
             f"not {record['spec_hash']} (the dataset differs?); nothing to compare"
         )
     return Reproduction(Path(path), compare_metrics(record["metrics"], outcome.record["metrics"]),
-                        changed_conditions(record))
-
-
-HEADLINE = ("macro_f1", "accuracy", "balanced_accuracy")
+                        changed_conditions(record), same_machine_kind(record))
 
 
 def format_reproduction(reproduction: Reproduction, tolerance: float = 0.0) -> str:
-    """The headline metrics, every metric that differs, and the conditions that changed."""
+    """The headline metrics, every metric that differs, the conditions that changed, and what
+    fails (:meth:`Reproduction.failing`)."""
     lines = [f"{reproduction.record_path}:"]
     by_name = {m.name: m for m in reproduction.metrics}
     shown = [by_name[name] for name in HEADLINE if name in by_name]
@@ -219,4 +270,9 @@ def format_reproduction(reproduction: Reproduction, tolerance: float = 0.0) -> s
                  f"largest difference {reproduction.largest_difference():.3g}")
     for change in reproduction.changed_conditions:
         lines.append(f"  condition differs: {change}")
+    if not reproduction.same_kind:
+        lines.append(f"  another kind of machine: only {', '.join(HEADLINE)} must agree, within "
+                     f"{max(tolerance, OTHER_CPU_KIND_TOLERANCE):g}")
+    failing = reproduction.failing(tolerance)
+    lines.append(f"  {'FAILS: ' + ', '.join(m.name for m in failing) if failing else 'passes'}")
     return "\n".join(lines)
