@@ -2,9 +2,10 @@
 
 The built-in methods are declared here (name, module, one-line description) and imported the
 first time one is looked up, so listing them needs neither torch nor lightly: the supervised
-baselines, the paper's SimCLR strategies (pre-training and dual task) and the solo-learn family of
-self-supervised baselines, each with random and ImageNet initialisation. This table is the one
-place a built-in's description is written; its module registers it without one.
+baselines, the paper's SimCLR strategies (pre-training and dual task), the solo-learn family of
+self-supervised baselines and the semi-supervised FixMatch, each with random and ImageNet
+initialisation. This table is the one place a built-in's description is written; its module
+registers it without one.
 """
 
 from fetalbench.methods.registry import METHODS, register_method
@@ -44,6 +45,14 @@ BUILT_IN_METHODS: tuple[tuple[str, str, str], ...] = (
     ("nnclr", "nnclr", "NNCLR: nearest neighbours from a support set as positives; random init"),
     ("nnclr_imagenet", "nnclr",
      "NNCLR: nearest neighbours from a support set as positives; imagenet init"),
+    ("fixmatch", "fixmatch",
+     "FixMatch: confident weak-view pseudo-labels train strong views (semi-supervised); "
+     "random init"),
+    ("fixmatch_imagenet", "fixmatch",
+     "FixMatch: confident weak-view pseudo-labels train strong views (semi-supervised); "
+     "ImageNet init"),
+    ("simclr_imagenet_fixmatch", "fixmatch",
+     "FixMatch fine-tuning of simclr_imagenet's pre-trained backbone (its cached stage)"),
 )
 """(name, module under ``fetalbench.methods``, description) of every built-in method."""
 
