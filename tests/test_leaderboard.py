@@ -20,8 +20,12 @@ from fetalbench.report.leaderboard import (
     write_leaderboard,
 )
 from fetalbench.report.record_table import load_records
-from fetalbench.runs.metrics import classification_metrics
-from fetalbench.runs.records import write_record
+from fetalbench.runs.metrics import (
+    classification_metrics,
+    per_image_predictions,
+    per_machine_metrics,
+)
+from fetalbench.runs.records import SCHEMA_VERSION, write_record
 from fetalbench.runs.spec import RunSpec
 
 CLASSES = {"brain": ["Trans-thalamic", "Trans-cerebellum", "Trans-ventricular"],
@@ -31,6 +35,7 @@ METHODS = ("supervised_imagenet", "simclr", "supervised_scratch")
 FRACTIONS = (0.05, 0.25, 1.0)
 SEEDS = range(5)
 PHANTOM_TEST_PER_CLASS = 1000
+MACHINES = np.array(["Aloka", "Voluson E6"])
 
 
 def scored_test_set(n_classes: int, share: float, n_test: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,15 +50,20 @@ def scored_test_set(n_classes: int, share: float, n_test: int) -> tuple[np.ndarr
 
 def make_record(method: str, task: str, fraction: float, seed: int, macro_f1: float = 0.5,
                 dataset: str = "phantom", profile: str = "quick", protocol: str = "finetune",
-                status: str = "ok", **metrics: object) -> tuple[RunSpec, dict]:
+                status: str = "ok", validation: str = "fixed", predicted: np.ndarray | None = None,
+                with_predictions: bool = False, **metrics: object) -> tuple[RunSpec, dict]:
     """A valid run record (as run.py and grid.py write them) and its spec: its numbers come
-    from one test set (:func:`scored_test_set`), of the official size on fetal_planes_db."""
+    from one test set (:func:`scored_test_set`), of the official size on fetal_planes_db, or
+    from ``predicted`` (one class per test image of that set). Without ``with_predictions`` (or
+    ``predicted``) it is a record migrated from schema 1: no per-image predictions, no
+    per-machine scores."""
     fingerprint = "phantom-v1" if dataset == "phantom" else "fpdb-0123"
     spec = RunSpec(method=method, task=task, dataset=dataset, dataset_fingerprint=fingerprint,
                    fraction=fraction, seed=seed, protocol=protocol, pool="task",
-                   profile=PROFILES[profile])
+                   profile=PROFILES[profile], validation=validation)
     record = {
-        "schema": 1, "spec": spec.to_dict(), "spec_hash": spec.hash(), "status": status,
+        "schema": SCHEMA_VERSION, "spec": spec.to_dict(), "spec_hash": spec.hash(),
+        "status": status,
         "dataset": {"name": dataset, "synthetic": dataset == "phantom",
                     "fingerprint": fingerprint, "n_images": 100,
                     "csv_sha256": "0" * 64 if dataset == "phantom" else OFFICIAL_CSV_SHA256},
@@ -65,11 +75,20 @@ def make_record(method: str, task: str, fraction: float, seed: int, macro_f1: fl
     n_test = (OFFICIAL_TEST_IMAGES[task] if dataset == "fetal_planes_db"
               else PHANTOM_TEST_PER_CLASS * len(classes))
     labels, predictions = scored_test_set(len(classes), macro_f1, n_test)
+    predictions = predictions if predicted is None else predicted
     record.update(
         classes=classes,
         metrics={**classification_metrics(labels, predictions, tuple(classes)), **metrics},
-        method_notes={}, split={"test": n_test}, timings={"total_s": 1.0},
+        method_notes={}, split={"test": n_test, "labelled": round(1000 * fraction),
+                                "validation": 200}, timings={"total_s": 1.0},
     )
+    if with_predictions or predicted is not None:
+        machines = MACHINES[np.arange(n_test) % 2]
+        names = [f"image{index}.png" for index in range(n_test)]
+        record["test_predictions"] = per_image_predictions(labels, predictions, names)
+        record["metrics"]["per_machine"] = per_machine_metrics(labels, predictions, machines)
+    else:
+        record["migrated_from"] = 1
     return spec, record
 
 
@@ -202,7 +221,7 @@ def test_single_seeds_and_empty_folders_render_without_claims(tmp_path: Path):
         write(tmp_path / "one", *make_record(method, "brain", 1.0, 0, 0.6))
     text = render_leaderboard(load_records(tmp_path / "one"), "fetalbench leaderboard", None)
     assert table_rows(text, "task `brain`")["simclr"] == ["**0.600** (n=1)"]
-    assert "No paired test against `supervised_imagenet` is possible here: it needs 3" in text
+    assert "No test against `supervised_imagenet` is possible here: it needs 3" in text
     assert "Cells with fewer than" not in text
     (tmp_path / "empty").mkdir()
     empty = render_leaderboard(load_records(tmp_path / "empty"), "fetalbench leaderboard", None)

@@ -1,12 +1,14 @@
 """Leaderboard figures (matplotlib, Agg, no pyplot state): deterministic bytes for equal inputs.
 
-Every plotting function takes the rows of one table, with an ``entry`` column naming the row
-(method, or ``method (protocol)``), and writes one PNG atomically. PNGs carry no software or date
+Every plotting function takes one table's rows (with an ``entry`` column naming the row: method,
+or ``method (protocol, validation)``) or its evidence (:mod:`fetalbench.report.comparisons`),
+and writes one PNG atomically. PNGs carry no software or date
 metadata, and ``svg.hashsalt`` is fixed so the same figures saved as SVG are stable too.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -15,8 +17,8 @@ import pandas as pd
 import scikit_posthocs
 from matplotlib.figure import Figure
 
+from fetalbench.report.comparisons import REFERENCE, TableEvidence
 from fetalbench.report.plotting import save_png
-from fetalbench.report.statistics import mean_ci
 
 STYLE = {"svg.hashsalt": "fetalbench", "font.size": 9}
 
@@ -41,22 +43,29 @@ def _colours(entries: list[str]) -> dict[str, tuple]:
     return {entry: palette(index % 10) for index, entry in enumerate(entries)}
 
 
-def plot_label_efficiency(rows: pd.DataFrame, title: str, path: Path) -> None:
-    """Macro F1 vs label fraction (log axis): one line per entry, mean and 95% CI over seeds."""
+def plot_label_efficiency(evidence: TableEvidence, entries: list[str], title: str,
+                          path: Path) -> None:
+    """Macro F1 vs label fraction (log axis): one line per entry (the reference dashed), its
+    95% bootstrap band, and a diamond where it reaches the reference's macro F1 at 100% labels
+    (labels needed to match; at the smallest fraction when it is already there)."""
+    cells = evidence.cells.set_index(["entry", "fraction"]).sort_index()
     with matplotlib.rc_context(STYLE):
         figure = Figure(figsize=(6.4, 4.0), layout="constrained")
         axes = figure.add_subplot()
-        entries = sorted(rows["entry"].unique())
-        colours = _colours(entries)
+        colours = _colours(sorted(entries))
         for entry in entries:
-            cells = rows[rows["entry"] == entry].groupby("fraction")["macro_f1"]
-            summary = pd.DataFrame([mean_ci(values) for _, values in cells],
-                                   index=[fraction for fraction, _ in cells])
+            summary, curve = cells.loc[entry], evidence.curves[entry]
+            is_reference = curve.method == REFERENCE
             axes.plot(summary.index, summary["mean"], marker="o", color=colours[entry],
-                      label=entry)
+                      linestyle="--" if is_reference else "-", label=entry)
             axes.fill_between(summary.index, summary["low"], summary["high"],
                               color=colours[entry], alpha=0.15, linewidth=0)
-        fractions = sorted(rows["fraction"].unique())
+            if curve.labels_to_match is not None and not math.isinf(
+                    curve.labels_to_match.estimate):
+                target = cells.loc[(curve.reference, 1.0), "mean"]
+                axes.plot([curve.labels_to_match.estimate], [target], marker="D",
+                          color=colours[entry], markeredgecolor="black", linestyle="none")
+        fractions = sorted(evidence.cells["fraction"].unique())
         axes.set_xscale("log")
         axes.set_xticks(fractions, [f"{fraction * 100:g}%" for fraction in fractions])
         axes.minorticks_off()

@@ -1,14 +1,25 @@
-"""The leaderboard: run records -> aggregated tables, significance, ranks -> ``leaderboard.md``.
+"""The leaderboard: run records -> aggregated tables, evidence, ranks -> ``leaderboard.md``.
 
-Per (dataset, task) a table of macro F1 by method and label fraction (mean ± std [95% CI] over
-seeds), the best mean per column in bold, and ▲/▼ where a method differs significantly from the
-transfer-learning reference ``supervised_imagenet`` (paired t-test over the seeds shared with it,
-at least three, Holm-corrected within the table). Per dataset a ranking across its complete cells
-(Friedman and Nemenyi tests, Demšar 2006, JMLR 7:1-30). Each registered dataset
-(:data:`fetalbench.data.sources.DATASETS`, in registration order: the phantom, FETAL_PLANES_DB,
-then plugins) is a section under its title, said to be synthetic or real by its ``synthetic``
-flag; datasets never share a table. The text holds no timestamps: the same records give the same
-bytes, so CI can check that the committed file is current.
+Each registered dataset (:data:`fetalbench.data.sources.DATASETS`, in registration order: the
+phantom, FETAL_PLANES_DB, then plugins) is a section under its title, said to be synthetic or
+real by its ``synthetic`` flag; datasets never share a table. A section opens with the three
+claims of Migliorelli et al. (2024) and their verdicts (:mod:`fetalbench.report.claims`). Per
+(dataset, task), cross-machine tasks included, it then shows:
+
+- macro F1 by method and label fraction: mean ± std [95% interval over seeds and test images]
+  (n seeds), the best mean per column in bold, and ▲/▼ where a method differs from the
+  transfer-learning reference ``supervised_imagenet`` of its protocol and validation setting
+  (the bootstrap's test of the paired difference, at least three seeds shared, Holm-corrected
+  within the table); and how many labelled images training and model selection used;
+- the paired differences to the reference, their probability of improvement, and the table's
+  minimal detectable difference; the label-efficiency numbers (labels needed to match,
+  label-saving factors, area under the curve): :mod:`fetalbench.report.comparisons`;
+- macro F1 per ultrasound machine where the test images come from several.
+
+Per dataset, a ranking across its complete cells (Friedman test; Nemenyi pairs and the
+critical-difference diagram only when Friedman rejects; Demšar 2006, JMLR 7:1-30). The text
+holds no timestamps and every resample is seeded: the same records give the same bytes, so CI can
+check that the committed file is current.
 """
 
 from __future__ import annotations
@@ -20,31 +31,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tabulate import tabulate
 
 from fetalbench.data.sources import DATASETS
-from fetalbench.report import figures
+from fetalbench.report import evidence_tables, figures
+from fetalbench.report.claims import CLAIMS, answer, claims_section
+from fetalbench.report.comparisons import REFERENCE, TableEvidence, table_evidence
+from fetalbench.report.formatting import MISSING, markdown_table, percent
 from fetalbench.report.record_table import EXTRA_METRICS, RecordSet, load_records
 from fetalbench.report.statistics import (
     MIN_TEST_PAIRS,
     FriedmanResult,
     cell_ranks,
     friedman,
-    holm,
-    mean_ci,
-    paired_test,
     posthoc,
-    seed_pairs,
 )
 from fetalbench.storage.atomic import write_bytes_atomic
 from fetalbench.storage.digests import sha256_hex
 
 COMMAND = "fetalbench leaderboard"
-REFERENCE = "supervised_imagenet"
 ALPHA = 0.05
 EXTRA_TITLES = {"silhouette": "silhouette", "knn_accuracy": "k-NN accuracy",
                 "pointing_game": "pointing game"}
-MISSING = "—"
+QUALIFIERS = {"protocol": "{}", "validation": "{} validation"}
+"""Run settings that name a row when a dataset's records use more than one value of them."""
 
 
 @dataclass(frozen=True)
@@ -57,16 +66,17 @@ class Ranking:
     p_values: pd.DataFrame
 
 
-def _percent(fraction: float) -> str:
-    return f"{fraction * 100:g}%"
-
-
 def with_entries(ok: pd.DataFrame) -> pd.DataFrame:
-    """``ok`` plus an ``entry`` column naming a table row: the method, and its protocol in
-    parentheses when the dataset's records use more than one protocol."""
+    """``ok`` plus an ``entry`` column naming a table row: the method, and in parentheses its
+    protocol and validation setting where the dataset's records use more than one of them."""
     rows = ok.copy()
-    several = rows.groupby("dataset")["protocol"].transform("nunique") > 1
-    rows["entry"] = rows["method"].where(~several, rows["method"] + " (" + rows["protocol"] + ")")
+    parts = []
+    for column, template in QUALIFIERS.items():
+        several = rows.groupby("dataset")[column].transform("nunique") > 1
+        parts.append(rows[column].map(template.format).where(several, ""))
+    qualifiers = [", ".join(part for part in row if part) for row in zip(*parts, strict=True)]
+    rows["entry"] = [f"{method} ({qualifier})" if qualifier else method
+                     for method, qualifier in zip(rows["method"], qualifiers, strict=True)]
     return rows
 
 
@@ -77,6 +87,11 @@ def _tables(ok: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
             yield dataset, task, ok[(ok["dataset"] == dataset) & (ok["task"] == task)]
 
 
+def board_evidence(ok: pd.DataFrame) -> dict[tuple[str, str], TableEvidence]:
+    """The evidence of every table of ``ok`` (with entries), by (dataset, task)."""
+    return {(dataset, task): table_evidence(rows) for dataset, task, rows in _tables(ok)}
+
+
 def _entry_order(entries: list[str]) -> list[str]:
     def is_reference(entry: str) -> bool:
         return entry == REFERENCE or entry.startswith(f"{REFERENCE} (")
@@ -84,41 +99,26 @@ def _entry_order(entries: list[str]) -> list[str]:
     return sorted(entries, key=lambda entry: (not is_reference(entry), entry))
 
 
-def summarise_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (entry, fraction): n, mean, std, CI, and the comparison with the reference
-    of the same protocol (seeds shared with it, raw and Holm-adjusted p, sign of the mean paired
-    difference); ``pairs`` and ``p`` are NA and NaN for the reference itself."""
-    cells = []
-    for (entry, method, protocol, fraction), group in rows.groupby(
-        ["entry", "method", "protocol", "fraction"], sort=True
-    ):
-        reference = rows[(rows["method"] == REFERENCE) & (rows["protocol"] == protocol)
-                         & (rows["fraction"] == fraction)]
-        scores = group.set_index("seed")["macro_f1"]
-        reference_scores = reference.set_index("seed")["macro_f1"]
-        compared = method != REFERENCE
-        cells.append({"entry": entry, "fraction": fraction, "n": len(group),
-                      **mean_ci(scores)._asdict(),
-                      "pairs": len(seed_pairs(scores, reference_scores)) if compared else pd.NA,
-                      "p": paired_test(scores, reference_scores) if compared else math.nan,
-                      "higher": (scores - reference_scores).mean() > 0})
-    summary = pd.DataFrame(cells).astype({"pairs": "Int64"})
-    summary["p_holm"] = holm(summary["p"])
+def summarise_table(evidence: TableEvidence) -> pd.DataFrame:
+    """One row per (entry, fraction): n, mean, std, interval, and the comparison with the
+    reference of the same arm (seeds shared with it, Holm-adjusted p of the paired difference,
+    its sign); ``pairs`` and ``p_holm`` are NaN for the reference and uncompared cells."""
+    compared = evidence.differences[["entry", "fraction", "pairs", "p_holm", "estimate"]]
+    summary = evidence.cells.merge(compared, on=["entry", "fraction"], how="left")
+    summary["higher"] = summary["estimate"] > 0
     return summary
 
 
 def _cell_text(cell: pd.Series, best: float) -> str:
     mean = f"**{cell['mean']:.3f}**" if cell["mean"] == best else f"{cell['mean']:.3f}"
-    text = mean if math.isnan(cell["std"]) else (
-        f"{mean} ± {cell['std']:.3f} [{cell['low']:.3f}, {cell['high']:.3f}]")
-    text += f" (n={cell['n']})"
+    if not math.isnan(cell["std"]):
+        mean += f" ± {cell['std']:.3f}"
+    if not math.isnan(cell["low"]):
+        mean += f" [{cell['low']:.3f}, {cell['high']:.3f}]"
+    text = mean + f" (n={cell['n']})"
     if cell["p_holm"] < ALPHA:
         text += " ▲" if cell["higher"] else " ▼"
     return text
-
-
-def _markdown_table(headers: list[str], body: list[list[str]]) -> str:
-    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def _score_table(summary: pd.DataFrame) -> str:
@@ -130,35 +130,40 @@ def _score_table(summary: pd.DataFrame) -> str:
                   if (entry, fraction) in cells.index else MISSING for fraction in fractions)]
         for entry in _entry_order(list(summary["entry"].unique()))
     ]
-    return _markdown_table(["method", *(f"{_percent(f)} labels" for f in fractions)], body)
+    return markdown_table(["method", *(f"{percent(f)} labels" for f in fractions)], body)
 
 
-def _score_notes(rows: pd.DataFrame, summary: pd.DataFrame) -> str:
-    tests = int(summary["p"].notna().sum())
+def _score_notes(rows: pd.DataFrame, summary: pd.DataFrame, evidence: TableEvidence) -> str:
+    tests = int(summary["p_holm"].notna().sum())
     if not (rows["method"] == REFERENCE).any():
-        significance = f"No `{REFERENCE}` runs here, so no significance test against it."
+        significance = f"No `{REFERENCE}` runs here, so no test against it."
     elif tests == 0:
-        significance = (f"No paired test against `{REFERENCE}` is possible here: it needs "
+        significance = (f"No test against `{REFERENCE}` is possible here: it needs "
                         f"{MIN_TEST_PAIRS} or more seeds shared with it, with differences that "
                         "vary.")
     else:
         significance = (
-            f"▲/▼: significantly higher/lower than `{REFERENCE}` (same protocol), by a two-sided "
-            f"paired t-test over seeds matched by seed, Holm-corrected over the {tests} "
-            f"comparisons in this table, alpha {ALPHA}."
+            f"▲/▼: significantly higher/lower than `{REFERENCE}` (same protocol and validation "
+            "setting) by the two-sided test of the paired difference below (bootstrap standard "
+            f"error, Student t), Holm-corrected over the {tests} comparisons in this table, "
+            f"alpha {ALPHA}."
         )
-        if (summary["pairs"] < MIN_TEST_PAIRS).any():
-            significance += (f" Cells with fewer than {MIN_TEST_PAIRS} seeds shared with the "
-                             "reference carry no test.")
+        note = evidence_tables.enough_seeds_note(evidence)
+        significance += f" {note}" if note else ""
     setup = "; ".join(
         f"{label} " + ", ".join(f"`{value}`" for value in sorted(rows[column].unique()))
         for label, column in (("profile", "profile"), ("unlabelled pool", "pool"),
+                              ("validation", "validation"),
                               ("dataset fingerprint", "dataset_fingerprint"))
     )
-    return (
-        "Macro F1 on the official test split: mean ± std over seeds [95% t-interval], n = seeds. "
-        f"**Bold**: best mean in the column. {significance} Setup: {setup}."
-    )
+    labelled = evidence_tables.labelled_images_note(rows)
+    return " ".join([
+        "Macro F1 on the official test split: mean ± std over seeds [95% interval], n = seeds.",
+        evidence_tables.images_note(evidence),
+        f"**Bold**: best mean in the column. {significance}",
+        *([labelled] if labelled else []),
+        f"Setup: {setup}.",
+    ])
 
 
 def _extras_table(rows: pd.DataFrame) -> str | None:
@@ -173,9 +178,24 @@ def _extras_table(rows: pd.DataFrame) -> str | None:
     body = [[entry, *(MISSING if math.isnan(value) else f"{value:.3f}"
                       for value in means.loc[entry])]
             for entry in _entry_order(list(means.index))]
-    table = _markdown_table(["method", *(EXTRA_TITLES[key] for key in present)], body)
-    return (f"Representation and localisation at {_percent(top['fraction'].iloc[0])} labels "
+    table = markdown_table(["method", *(EXTRA_TITLES[key] for key in present)], body)
+    return (f"Representation and localisation at {percent(top['fraction'].iloc[0])} labels "
             f"(mean over seeds):\n\n{table}")
+
+
+def _evidence_parts(rows: pd.DataFrame, evidence: TableEvidence) -> list[str]:
+    """The differences to the reference and the label-efficiency numbers of one table."""
+    order = _entry_order(list(evidence.curves))
+    parts = []
+    differences = evidence_tables.difference_table(evidence, order)
+    if differences:
+        parts += [f"Difference to `{REFERENCE}`:", differences,
+                  evidence_tables.difference_notes(evidence)]
+    if any(curve.saving is not None for curve in evidence.curves.values()):
+        parts += ["Label efficiency:", evidence_tables.label_efficiency_table(evidence, order),
+                  evidence_tables.label_efficiency_notes()]
+    machines = evidence_tables.per_machine_table(rows, order)
+    return parts + ([machines] if machines else [])
 
 
 def rank_dataset(rows: pd.DataFrame) -> Ranking | None:
@@ -187,6 +207,11 @@ def rank_dataset(rows: pd.DataFrame) -> Ranking | None:
         return None
     mean_ranks = cell_ranks(scores).mean().sort_values(kind="stable")
     return Ranking(scores, mean_ranks, friedman(scores), posthoc(scores))
+
+
+def draws_diagram(ranking: Ranking | None) -> bool:
+    """Whether the critical-difference diagram is drawn: only when Friedman rejects."""
+    return ranking is not None and ranking.friedman.p_value < ALPHA
 
 
 def _ranking_section(rows: pd.DataFrame, ranking: Ranking | None, link: str | None) -> str:
@@ -205,11 +230,15 @@ def _ranking_section(rows: pd.DataFrame, ranking: Ranking | None, link: str | No
         f"Mean rank (1 = best) over the {cells} cells (task x label fraction) where all "
         f"{entries} methods have results; a cell's score is the mean macro F1 over seeds.",
         "",
-        _markdown_table(["method", "mean rank", "mean macro F1"], body),
+        markdown_table(["method", "mean rank", "mean macro F1"], body),
         "",
         f"Friedman test: χ² = {ranking.friedman.statistic:.3f}, "
-        f"p = {ranking.friedman.p_value:.3g} (Demšar 2006). Cells share seeds and nested label "
-        f"subsets, so read the ranking as a summary rather than independent evidence.",
+        f"p = {ranking.friedman.p_value:.3g} (Demšar 2006). The test treats cells as "
+        "independent, and they are not: the cells of one method share its seeds, its "
+        "self-supervised stage (pre-trained once per task and seed, reused by every fraction) "
+        "and nested label subsets (the 5% subset is inside the 25% one), and the tasks share "
+        "images; so its p-value is optimistic: read the ranking as a summary rather than as "
+        "independent evidence.",
         "",
     ]
     if ranking.friedman.p_value < ALPHA:
@@ -224,11 +253,12 @@ def _ranking_section(rows: pd.DataFrame, ranking: Ranking | None, link: str | No
                       "ranks better):", "", *pairs]
         else:
             lines.append(f"The Nemenyi post-hoc test separates no pair at alpha {ALPHA}.")
+        if link is not None:
+            lines += ["", f"![Critical-difference diagram, {title}]({link})"]
     else:
         lines.append(f"The Friedman test does not reject equal ranks at alpha {ALPHA}, so no "
-                     "pairwise (Nemenyi) difference is claimed.")
-    if link is not None:
-        lines += ["", f"![Critical-difference diagram, {title}]({link})"]
+                     "pairwise (Nemenyi) difference is claimed and no critical-difference "
+                     "diagram is drawn.")
     return "\n".join(lines)
 
 
@@ -257,7 +287,7 @@ def _explain_section(rows: pd.DataFrame, link) -> str:
         folder = f"explain/{explain_folder(run)}"
         role = "reference" if run["method"] == REFERENCE else "best at the largest fraction"
         lines.append(
-            f"- `{run['entry']}` ({role}, {_percent(run['fraction'])} labels, seed {run['seed']}):"
+            f"- `{run['entry']}` ({role}, {percent(run['fraction'])} labels, seed {run['seed']}):"
             f" [Grad-CAM]({link(folder + '/gradcam.png')}), [t-SNE]({link(folder + '/tsne.png')})"
             f"; `fetalbench explain --method {run['method']} --task {run['task']} --fraction "
             f"{run['fraction']:g} --seed {run['seed']}"
@@ -285,11 +315,11 @@ def _failed_section(failed: pd.DataFrame) -> str:
     if failed.empty:
         return "## Failed runs\n\nNone."
     body = [
-        [row.dataset, row.task, row.method, row.protocol, _percent(row.fraction), str(row.seed),
+        [row.dataset, row.task, row.method, row.protocol, percent(row.fraction), str(row.seed),
          " ".join(row.error.split())[:120].replace("|", "\\|"), f"`{row.path}`"]
         for row in failed.itertuples()
     ]
-    table = _markdown_table(["dataset", "task", "method", "protocol", "labels", "seed", "error",
+    table = markdown_table(["dataset", "task", "method", "protocol", "labels", "seed", "error",
                              "record"], body)
     count = "1 run" if len(failed) == 1 else f"{len(failed)} runs"
     return (f"## Failed runs\n\n{count} failed; left out of every table above, and run again "
@@ -301,13 +331,16 @@ def _record_set_hash(records: RecordSet) -> str:
     return sha256_hex("\n".join(hashes).encode())[:12]
 
 
-def render_leaderboard(records: RecordSet, command: str, figures_dir: Path | None) -> str:
+def render_leaderboard(records: RecordSet, command: str, figures_dir: Path | None,
+                       evidence: dict[tuple[str, str], TableEvidence] | None = None) -> str:
     """The leaderboard's Markdown for ``records``.
 
     ``command`` is the command that regenerates it (named in the header); ``figures_dir`` is the
-    figures folder as a path relative to the leaderboard file, or None for no figure links.
+    figures folder as a path relative to the leaderboard file, or None for no figure links;
+    ``evidence`` the :func:`board_evidence` of the records, when already computed.
     """
     ok = with_entries(records.ok)
+    evidence = board_evidence(ok) if evidence is None else evidence
     total = len(records.ok) + len(records.failed)
     parts = [
         "# fetalbench leaderboard",
@@ -335,13 +368,18 @@ def render_leaderboard(records: RecordSet, command: str, figures_dir: Path | Non
                          "methods on synthetic data only.")
         else:
             parts.append(f"## {title} (real data)\n\n{registered.description}")
+        answers = [answer(claim, rows[rows["task"] == claim.task],
+                          evidence.get((dataset, claim.task))) for claim in CLAIMS]
+        parts.append(claims_section(answers, title, registered.synthetic))
         for _, task, table_rows in _tables(rows):
-            summary = summarise_table(table_rows)
+            table = evidence[(dataset, task)]
+            summary = summarise_table(table)
             parts += [
                 f"### {title}: task `{task}`",
                 f"Classes: {', '.join(table_rows['classes'].iloc[0])}.",
                 _score_table(summary),
-                _score_notes(table_rows, summary),
+                _score_notes(table_rows, summary, table),
+                *_evidence_parts(table_rows, table),
             ]
             extras = _extras_table(table_rows)
             parts += [extras] if extras else []
@@ -354,7 +392,8 @@ def render_leaderboard(records: RecordSet, command: str, figures_dir: Path | Non
                 )
                 parts.append(_explain_section(table_rows, link))
         ranking = rank_dataset(rows)
-        cd_link = link(figures.critical_difference_name(dataset)) if ranking else None
+        cd_link = link(figures.critical_difference_name(dataset)) if draws_diagram(ranking) \
+            else None
         parts.append(_ranking_section(rows, ranking, cd_link))
     if not ok["synthetic"].eq(False).any():
         parts.append(_no_real_data_section())
@@ -362,17 +401,20 @@ def render_leaderboard(records: RecordSet, command: str, figures_dir: Path | Non
     return "\n\n".join(parts) + "\n"
 
 
-def write_figures(records: RecordSet, figures_dir: Path) -> None:
+def write_figures(records: RecordSet, figures_dir: Path,
+                  evidence: dict[tuple[str, str], TableEvidence] | None = None) -> None:
     """Write every figure the leaderboard links to into ``figures_dir``."""
     ok = with_entries(records.ok)
+    evidence = board_evidence(ok) if evidence is None else evidence
     for dataset, task, rows in _tables(ok):
         title = f"{DATASETS.get(dataset).title}, task {task}"
         figures.plot_label_efficiency(
-            rows, title, figures_dir / figures.label_efficiency_name(dataset, task))
+            evidence[(dataset, task)], _entry_order(list(evidence[(dataset, task)].curves)),
+            title, figures_dir / figures.label_efficiency_name(dataset, task))
         figures.plot_per_class(rows, title, figures_dir / figures.per_class_name(dataset, task))
     for dataset in DATASETS.names():
         ranking = rank_dataset(ok[ok["dataset"] == dataset])
-        if ranking is not None:
+        if draws_diagram(ranking):
             figures.plot_critical_difference(
                 ranking.mean_ranks, ranking.p_values, DATASETS.get(dataset).title,
                 figures_dir / figures.critical_difference_name(dataset))
@@ -386,8 +428,9 @@ def write_leaderboard(results_dir: Path, output: Path, figures_dir: Path) -> Non
     """Load the records under ``results_dir``, write the figures into ``figures_dir`` and the
     leaderboard (linking to them) to ``output``."""
     records = load_records(results_dir)
-    write_figures(records, Path(figures_dir))
-    text = render_leaderboard(records, COMMAND, _relative_figures(output, figures_dir))
+    evidence = board_evidence(with_entries(records.ok))
+    write_figures(records, Path(figures_dir), evidence)
+    text = render_leaderboard(records, COMMAND, _relative_figures(output, figures_dir), evidence)
     write_bytes_atomic(Path(output), text.encode())
 
 

@@ -1,14 +1,24 @@
 """Run records -> pandas: every record under a results folder, validated, one row per run.
 
-A cell of the benchmark is (dataset, task, method, protocol, label fraction); its seeds are the
-repeated runs that the leaderboard aggregates. Loading refuses anything that would make a cell
-ambiguous: a malformed record, two records of one spec or of one cell and seed, or records of one
-cell made with different settings (profile, unlabelled pool, dataset fingerprint); and a record
-that fails a check of ``fetalbench validate`` (:mod:`fetalbench.runs.validation`). Every error
-names the file(s) and what to do. A record's dataset must be registered
-(:data:`fetalbench.data.sources.DATASETS`) and its ``dataset.synthetic`` flag the registered one.
+A cell of the benchmark is (dataset, task, method, protocol, validation setting, label
+fraction); its seeds are the repeated runs that the leaderboard aggregates (a record made
+before the spec had a validation setting used the whole carve-out: ``fixed``). Loading refuses
+anything that would make a cell ambiguous: a malformed record, two records of one spec or of one
+cell and seed, or records of one cell made with different settings (profile, unlabelled pool,
+dataset fingerprint); and a record that fails a check of ``fetalbench validate``
+(:mod:`fetalbench.runs.validation`). Every error names the file(s) and what to do. A record's
+dataset must be registered (:data:`fetalbench.data.sources.DATASETS`) and its
+``dataset.synthetic`` flag the registered one.
 The dataset is part of every key, so synthetic (the phantom) and real (FETAL_PLANES_DB) rows never
 share a cell.
+
+Besides the metrics, a row carries what the report needs beyond them: the labelled training and
+validation images of the run (``labelled``, ``validation_labelled``: the validation images choose
+the checkpoint), each test image's label and prediction as the record's base-36 strings
+(``test_labels``, ``test_predicted``) with the sha256 of the test set's order (``test_order``),
+and macro F1 per ultrasound machine (``per_machine``: machine -> (macro F1, test images)). Records
+made before records kept them (migrated from schema 1) have None there, and NaN image counts
+where their split lacks them.
 """
 
 from __future__ import annotations
@@ -21,18 +31,20 @@ from pathlib import Path
 import pandas as pd
 
 from fetalbench.data.sources import DATASETS
+from fetalbench.data.splits import VALIDATION_SETTINGS
 from fetalbench.errors import FetalbenchError
 from fetalbench.runs.records import SCHEMA_VERSION, record_files
 from fetalbench.runs.validation import validate_record
 
 PROTOCOLS = ("finetune", "linear")
-CELL = ("dataset", "task", "method", "protocol", "fraction")
+CELL = ("dataset", "task", "method", "protocol", "validation", "fraction")
 EXTRA_METRICS = {"silhouette": "embedding", "knn_accuracy": "embedding",
                  "pointing_game": "localisation"}
-RUN_COLUMNS = ("method", "task", "dataset", "synthetic", "fraction", "seed", "protocol", "pool",
-               "profile", "dataset_fingerprint", "spec_hash", "path")
+RUN_COLUMNS = ("method", "task", "dataset", "synthetic", "fraction", "seed", "protocol",
+               "validation", "pool", "profile", "dataset_fingerprint", "spec_hash", "path")
 OK_COLUMNS = (*RUN_COLUMNS, "macro_f1", "accuracy", "balanced_accuracy", "sensitivity",
-              "precision", "classes", *EXTRA_METRICS)
+              "precision", "classes", *EXTRA_METRICS, "labelled", "validation_labelled",
+              "test_labels", "test_predicted", "test_order", "per_machine")
 FAILED_COLUMNS = (*RUN_COLUMNS, "error")
 
 
@@ -133,6 +145,8 @@ class _RecordReader:
             "fraction": float(self.field(spec, "fraction", "a number", "spec.")),
             "seed": self.field(spec, "seed", "a whole number", "spec."),
             "protocol": self.choice(spec, "protocol", PROTOCOLS, "spec."),
+            "validation": (self.choice(spec, "validation", VALIDATION_SETTINGS, "spec.")
+                           if "validation" in spec else "fixed"),
             "pool": self.field(spec, "pool", "text", "spec."),
             "dataset_fingerprint": self.field(spec, "dataset_fingerprint", "text", "spec."),
         }
@@ -184,7 +198,43 @@ class _RecordReader:
             "classes": tuple(classes),
             **{key: self.optional_metric(metrics, section, key)
                for key, section in EXTRA_METRICS.items()},
+            **self.split_sizes(record),
+            **self.predictions(record),
+            "per_machine": self.per_machine(metrics),
         }
+
+    def split_sizes(self, record: dict) -> dict[str, float]:
+        split = record.get("split")
+        split = split if isinstance(split, dict) else {}
+        return {column: float(self.field(split, key, "a whole number", "split."))
+                if key in split else math.nan
+                for column, key in (("labelled", "labelled"), ("validation_labelled",
+                                                              "validation"))}
+
+    def predictions(self, record: dict) -> dict[str, str | None]:
+        block = record.get("test_predictions")
+        if block is None:
+            return {"test_labels": None, "test_predicted": None, "test_order": None}
+        if not isinstance(block, dict):
+            raise self.fail("test_predictions must be an object")
+        return {column: self.field(block, key, "text", "test_predictions.")
+                for column, key in (("test_labels", "labels"), ("test_predicted", "predicted"),
+                                    ("test_order", "order_sha256"))}
+
+    def per_machine(self, metrics: dict) -> dict[str, tuple[float, int]] | None:
+        block = metrics.get("per_machine")
+        if block is None:
+            return None
+        if not isinstance(block, dict):
+            raise self.fail("metrics.per_machine must be an object")
+        scores = {}
+        for machine, values in sorted(block.items()):
+            where = f"metrics.per_machine.{machine}."
+            if not isinstance(values, dict):
+                raise self.fail(f"{where[:-1]} must be an object")
+            scores[machine] = (float(self.field(values, "macro_f1", "a number", where)),
+                               self.field(values, "n_test", "a whole number", where))
+        return scores
 
 
 def _refuse_duplicates(loaded: list[_Loaded]) -> None:
@@ -205,7 +255,8 @@ def _refuse_duplicates(loaded: list[_Loaded]) -> None:
         if other != item.file:
             raise FetalbenchError(
                 f"duplicate run records {other} and {item.file} (same dataset, task, method, "
-                f"protocol, fraction and seed {row['seed']}); delete the one you do not want"
+                f"protocol, validation, fraction and seed {row['seed']}); delete the one you do "
+                "not want"
             )
         first = by_cell.setdefault(cell, item)
         if first.setup != item.setup:

@@ -1,11 +1,14 @@
 """Aggregation and significance over seeds and cells, as plain functions over arrays of runs.
 
-Over the seeds of one cell: a mean with a t confidence interval, and a two-sided paired t-test
-against a reference method (seeds matched, since a seed fixes the split and label subset; at least
-:data:`MIN_TEST_PAIRS` pairs), with Holm's step-down correction over the comparisons of one table
-(Holm 1979, "A simple sequentially rejective multiple test procedure", Scand. J. Statist.
-6:65-70). Across cells: ranks, the Friedman test and the Nemenyi post-hoc test, following Demšar
-(2006), "Statistical comparisons of classifiers over multiple data sets", JMLR 7:1-30.
+Within a cell: the probability of improvement over the reference (Agarwal et al. 2021). The
+intervals and tests of a cell's difference to the reference count seeds and test images
+(:mod:`fetalbench.report.bootstrap`); a paired t-test over seeds alone would ignore the test
+set's sampling error, and the bootstrap's test reduces to it where records lack per-image
+predictions, so the leaderboard no longer carries one. Their p-values get Holm's step-down
+correction over the comparisons of one table (Holm 1979, "A simple sequentially rejective
+multiple test procedure", Scand. J. Statist. 6:65-70). Across cells: ranks, the Friedman test
+and the Nemenyi post-hoc test, following Demšar (2006), "Statistical comparisons of classifiers
+over multiple data sets", JMLR 7:1-30.
 """
 
 from __future__ import annotations
@@ -21,18 +24,10 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 MIN_TEST_PAIRS = 3
-"""Fewest seed pairs :func:`paired_test` tests: with two, the t statistic has one degree of
-freedom and its spread rests on two differences, so two that happen to agree read as strong
-evidence."""
-
-
-class MeanInterval(NamedTuple):
-    """Mean, sample standard deviation (ddof=1) and a two-sided confidence interval."""
-
-    mean: float
-    std: float
-    low: float
-    high: float
+"""Fewest seeds shared with the reference for a cell to be marked significant or to count for a
+claim: with two, the t statistic has one degree of freedom and its spread rests on two
+differences, so two that happen to agree read as strong evidence; with one, nothing measures how
+much another seed would change the result."""
 
 
 class FriedmanResult(NamedTuple):
@@ -42,41 +37,20 @@ class FriedmanResult(NamedTuple):
     p_value: float
 
 
-def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> MeanInterval:
-    """Mean of ``values`` (one per seed) with a Student-t interval; std and CI are NaN for one.
-
-    The interval is ``mean ± t_{(1+confidence)/2, n-1} · std / sqrt(n)``.
-    """
-    array = np.asarray(values, dtype=float)
-    if array.size == 0:
-        raise ValueError("mean_ci needs at least one value")
-    mean = float(array.mean())
-    if array.size == 1:
-        return MeanInterval(mean, math.nan, math.nan, math.nan)
-    std = float(array.std(ddof=1))
-    half = float(stats.t.ppf((1 + confidence) / 2, array.size - 1)) * std / math.sqrt(array.size)
-    return MeanInterval(mean, std, mean - half, mean + half)
-
-
-def seed_pairs(method_scores: pd.Series, reference_scores: pd.Series) -> pd.DataFrame:
-    """The seeds present (and not NaN) in both series, one row per seed: method, reference."""
-    return pd.concat([method_scores, reference_scores], axis=1, join="inner").dropna()
-
-
-def paired_test(method_scores: pd.Series, reference_scores: pd.Series) -> float:
-    """Two-sided paired t-test p-value of ``method_scores`` vs ``reference_scores``.
-
-    Both are indexed by seed; only :func:`seed_pairs` are paired. The p-value is NaN when fewer
-    than :data:`MIN_TEST_PAIRS` pairs remain, or when every difference is the same (zero variance
-    of the differences: the t statistic is undefined, so no claim is made either way).
-    """
-    pairs = seed_pairs(method_scores, reference_scores)
-    if len(pairs) < MIN_TEST_PAIRS:
-        return math.nan
-    differences = pairs.iloc[:, 0].to_numpy(float) - pairs.iloc[:, 1].to_numpy(float)
-    if np.allclose(differences, differences[0], rtol=0.0, atol=1e-12):
-        return math.nan
-    return float(stats.ttest_rel(pairs.iloc[:, 0], pairs.iloc[:, 1]).pvalue)
+def probability_of_improvement(x: np.ndarray, y: np.ndarray, x_counts: np.ndarray | None = None,
+                               y_counts: np.ndarray | None = None) -> np.ndarray:
+    """P(X > Y): the chance that a run of X scores above a run of Y, ties counting one half,
+    over every pair of runs (Agarwal et al., "Deep Reinforcement Learning at the Edge of the
+    Statistical Precipice", NeurIPS 2021, eq. for the probability of improvement on one task;
+    the Mann-Whitney U statistic over n·m). ``x`` (..., n) and ``y`` (..., m) are the runs' scores;
+    ``x_counts`` and ``y_counts``, of the same shapes, weigh each run (a bootstrap resample's
+    counts), one each by default."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    x_counts = np.ones_like(x) if x_counts is None else np.asarray(x_counts, dtype=float)
+    y_counts = np.ones_like(y) if y_counts is None else np.asarray(y_counts, dtype=float)
+    wins = (x[..., :, None] > y[..., None, :]) + 0.5 * (x[..., :, None] == y[..., None, :])
+    weights = x_counts[..., :, None] * y_counts[..., None, :]
+    return (wins * weights).sum(axis=(-2, -1)) / weights.sum(axis=(-2, -1))
 
 
 def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
