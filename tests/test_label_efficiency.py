@@ -84,3 +84,6 @@ def test_constructed_records_need_25_percent_not_reached_and_at_most_5_percent(t
     assert efficiency["simclr"][3].startswith("5x") and efficiency["simclr"][5].startswith("> 1x")
     assert "Labelled images per run, training + validation" in text
     assert "5%: 50 + 200, 25%: 250 + 200, 100%: 1000 + 200" in text
+    machines = table_rows(text, "Macro F1 per ultrasound machine at 100% labels")
+    assert machines["simclr"] == ["0.900", "0.900"]
+    assert "Aloka (n=1500)" in text and "Voluson E6 (n=1500)" in text

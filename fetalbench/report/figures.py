@@ -53,6 +53,7 @@ def plot_label_efficiency(evidence: TableEvidence, entries: list[str], title: st
         figure = Figure(figsize=(6.4, 4.0), layout="constrained")
         axes = figure.add_subplot()
         colours = _colours(sorted(entries))
+        marked = False
         for entry in entries:
             summary, curve = cells.loc[entry], evidence.curves[entry]
             is_reference = curve.method == REFERENCE
@@ -65,6 +66,10 @@ def plot_label_efficiency(evidence: TableEvidence, entries: list[str], title: st
                 target = cells.loc[(curve.reference, 1.0), "mean"]
                 axes.plot([curve.labels_to_match.estimate], [target], marker="D",
                           color=colours[entry], markeredgecolor="black", linestyle="none")
+                marked = True
+        if marked:
+            axes.plot([], [], marker="D", color="white", markeredgecolor="black",
+                      linestyle="none", label="reaches the reference at 100%")
         fractions = sorted(evidence.cells["fraction"].unique())
         axes.set_xscale("log")
         axes.set_xticks(fractions, [f"{fraction * 100:g}%" for fraction in fractions])
