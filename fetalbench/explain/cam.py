@@ -25,7 +25,7 @@ from torch import nn
 
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods.api import Classifier
-from fetalbench.methods.engine import to_float
+from fetalbench.methods.engine import evaluating, to_float
 
 MIN_CAM_SIZE = 4
 
@@ -81,13 +81,16 @@ def grad_cam(
     layer: str | None = None,
     channels_last: bool = False,
     batch_size: int = 128,
+    precision: str = "32-true",
 ) -> torch.Tensor:
     """Grad-CAM maps ``[N, H, W]`` in [0, 1] of uint8 images ``[N, 1, H, W]`` for ``targets``.
 
     ``targets`` holds one class index per image. ``layer`` names a module of the timm model
     (``classifier.backbone.model``); by default :func:`default_target_layer`. A map whose
     activations are all zero for its class (no positive evidence) is all zeros. Runs in
-    evaluation mode on the classifier's device; returns a float32 CPU tensor.
+    evaluation mode on the training device in the profile's ``precision``
+    (:func:`~fetalbench.methods.engine.evaluating`); the map itself is computed in float32 from
+    the captured activations and gradients. Returns a float32 CPU tensor.
     """
     if len(images) != len(targets):
         raise FetalbenchError(f"{len(images)} images but {len(targets)} target classes")
@@ -98,30 +101,30 @@ def grad_cam(
     modules = dict(classifier.backbone.model.named_modules())
     if layer not in modules:
         raise FetalbenchError(f"the backbone has no layer {layer!r}; pick one of its modules")
-    device = next(classifier.parameters()).device
     captured: list[torch.Tensor] = []
     handle = modules[layer].register_forward_hook(
         lambda _module, _inputs, output: captured.append(output)
     )
-    classifier.eval()
     maps = []
     try:
-        for start in range(0, len(images), batch_size):
-            batch = to_float(images[start : start + batch_size].to(device), channels_last)
-            chosen = targets[start : start + batch_size].to(device)
-            captured.clear()
-            with torch.enable_grad():
-                logits = classifier(batch.requires_grad_(True))
-                score = logits.gather(1, chosen.view(-1, 1)).sum()
-                (activations,) = captured
-                (gradients,) = torch.autograd.grad(score, activations)
-            weights = gradients.mean(dim=(2, 3), keepdim=True)
-            cam = F.relu((weights * activations.detach()).sum(dim=1, keepdim=True))
-            cam = F.interpolate(cam.float(), size=(height, width), mode="bilinear",
-                                align_corners=False).squeeze(1)
-            low = cam.amin(dim=(1, 2), keepdim=True)
-            span = cam.amax(dim=(1, 2), keepdim=True) - low
-            maps.append(torch.where(span > 0, (cam - low) / span.clamp_min(1e-12), 0.0).cpu())
+        with evaluating(classifier, precision) as device:
+            for start in range(0, len(images), batch_size):
+                batch = to_float(images[start : start + batch_size].to(device), channels_last)
+                chosen = targets[start : start + batch_size].to(device)
+                captured.clear()
+                with torch.enable_grad():
+                    logits = classifier(batch.requires_grad_(True))
+                    score = logits.gather(1, chosen.view(-1, 1)).sum()
+                    (activations,) = captured
+                    (gradients,) = torch.autograd.grad(score, activations)
+                weights = gradients.mean(dim=(2, 3), keepdim=True)
+                cam = F.relu((weights.float() * activations.detach().float())
+                             .sum(dim=1, keepdim=True))
+                cam = F.interpolate(cam, size=(height, width), mode="bilinear",
+                                    align_corners=False).squeeze(1)
+                low = cam.amin(dim=(1, 2), keepdim=True)
+                span = cam.amax(dim=(1, 2), keepdim=True) - low
+                maps.append(torch.where(span > 0, (cam - low) / span.clamp_min(1e-12), 0.0).cpu())
     finally:
         handle.remove()
     return torch.cat(maps)

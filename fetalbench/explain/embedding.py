@@ -29,7 +29,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import normalize
 
 from fetalbench.methods.api import Classifier
-from fetalbench.methods.engine import to_float
+from fetalbench.methods.engine import evaluating, to_float
 
 KNN_NEIGHBOURS = 5
 KNN_FOLDS = 5
@@ -46,17 +46,20 @@ class EmbeddingScores:
 
 @torch.inference_mode()
 def embed_images(
-    classifier: Classifier, images: torch.Tensor, channels_last: bool, batch_size: int = 256
+    classifier: Classifier, images: torch.Tensor, channels_last: bool, batch_size: int = 256,
+    precision: str = "32-true",
 ) -> np.ndarray:
-    """``classifier.embed`` of uint8 images ``[N, 1, H, W]`` as float32 ``[N, D]``, eval mode."""
-    classifier.eval()
-    device = next(classifier.parameters()).device
-    parts = [
-        classifier.embed(to_float(images[start : start + batch_size].to(device), channels_last))
-        .float()
-        .cpu()
-        for start in range(0, len(images), batch_size)
-    ]
+    """``classifier.embed`` of uint8 images ``[N, 1, H, W]`` as float32 ``[N, D]``, in
+    evaluation mode on the training device in the profile's ``precision``
+    (:func:`~fetalbench.methods.engine.evaluating`)."""
+    with evaluating(classifier, precision) as device:
+        parts = [
+            classifier.embed(to_float(images[start : start + batch_size].to(device),
+                                      channels_last))
+            .float()
+            .cpu()
+            for start in range(0, len(images), batch_size)
+        ]
     return torch.cat(parts).numpy()
 
 

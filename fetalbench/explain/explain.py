@@ -85,6 +85,7 @@ def explain_test_set(
     seed: int,
     channels_last: bool,
     masks: np.ndarray | None,
+    precision: str = "32-true",
 ) -> RunExplanation:
     """Embedding scores of uint8 test ``images`` and, given ``masks``, the Grad-CAM pointing game.
 
@@ -95,8 +96,10 @@ def explain_test_set(
     tolerance is :func:`~fetalbench.explain.pointing.pointing_tolerance` of the resolution. The
     pointing game plays on a seeded sample of at most :data:`POINTING_SAMPLE` test images (the
     same sample for every method of a seed), which keeps its cost per run to a few seconds.
+    Both passes run on the training device in the profile's ``precision``, as the test does
+    (:func:`~fetalbench.methods.engine.evaluating`).
     """
-    embeddings = embed_images(classifier, images, channels_last)
+    embeddings = embed_images(classifier, images, channels_last, precision=precision)
     localisation = None
     if masks is not None:
         sample = np.arange(len(images))
@@ -104,7 +107,7 @@ def explain_test_set(
             rng = np.random.default_rng([seed, 0xCA3])
             sample = np.sort(rng.choice(len(sample), POINTING_SAMPLE, replace=False))
         cams = grad_cam(classifier, images[sample], torch.tensor(labels[sample], dtype=torch.long),
-                        channels_last=channels_last)
+                        channels_last=channels_last, precision=precision)
         localisation = pointing_game(cams.numpy(), masks[sample],
                                      pointing_tolerance(images.shape[-1]))
     return RunExplanation(embeddings, embedding_scores(embeddings, labels, patients, seed),
@@ -247,14 +250,16 @@ def explain_run(
         )
     data = prepare_run_data(source, task, spec["fraction"], spec["seed"],
                             profile.validation_fraction, spec["pool"], profile.resolution,
-                            cache_root)
+                            cache_root, spec["validation"])
     test_images, labels = data.test_images(), data.test_labels
     explanation = explain_test_set(classifier, test_images, labels, data.test_patients,
-                                   spec["seed"], profile.channels_last, data.test_masks())
-    predictions = predict(classifier, test_images, profile.channels_last)
+                                   spec["seed"], profile.channels_last, data.test_masks(),
+                                   profile.precision)
+    predictions = predict(classifier, test_images, profile.channels_last,
+                          precision=profile.precision)
     sample = sample_per_class(labels, per_class, spec["seed"])
     cams = grad_cam(classifier, test_images[sample], torch.tensor(labels[sample], dtype=torch.long),
-                    channels_last=profile.channels_last)
+                    channels_last=profile.channels_last, precision=profile.precision)
     synthetic = f" (synthetic {dataset.name})" if record["dataset"]["synthetic"] else ""
     title = (f"{spec['method']} ({spec['protocol']}) on {spec['task']}{synthetic}, "
              f"fraction {spec['fraction']:g}, seed {spec['seed']}")

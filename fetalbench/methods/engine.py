@@ -71,6 +71,45 @@ def to_float(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
+def training_device() -> torch.device:
+    """The device Lightning's ``accelerator="auto"`` trains on: a CUDA GPU, else Apple's MPS,
+    else the CPU. Test and explanation passes run there too (:func:`evaluating`)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a Lightning precision setting: bfloat16 for ``bf16-mixed``,
+    float16 for ``16-mixed``, None (no autocast) for full precision such as ``32-true``."""
+    if precision.startswith("bf16"):
+        return torch.bfloat16
+    if precision.startswith("16"):
+        return torch.float16
+    return None
+
+
+@contextlib.contextmanager
+def evaluating(
+    module: torch.nn.Module, precision: str, device: torch.device | None = None
+) -> Iterator[torch.device]:
+    """Within: ``module`` in evaluation mode on ``device`` (default :func:`training_device`,
+    where Lightning trained it), under autocast in the profile's ``precision`` as training ran;
+    yields the device. Afterwards the module is back on the device it was on (Lightning leaves
+    a trained module on the CPU), so callers that save or reuse it see no change."""
+    home = next(module.parameters()).device
+    device = device or training_device()
+    dtype = autocast_dtype(precision)
+    module.to(device).eval()
+    try:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            yield device
+    finally:
+        module.to(home)
+
+
 class ProfiledModule(pl.LightningModule):
     """A LightningModule trained at a profile: its weights take the profile's memory format when
     training is set up (before any device move or DDP wrapping), whoever built the module, so
@@ -155,6 +194,16 @@ class SupervisedModule(ProfiledModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
+def deterministic_setting(device: torch.device) -> bool | str:
+    """Lightning's ``deterministic`` for a run on ``device``: True on the CPU (every kernel
+    fetalbench uses has a deterministic version there, and records are bit-reproducible);
+    ``"warn"`` on an accelerator, where deterministic kernels are used where they exist and a
+    warning is given where none does. On CUDA there is none for the backward of
+    ``AdaptiveAvgPool2d`` (timm's global pool), so ``True`` would raise in every run (PyTorch,
+    ``torch.use_deterministic_algorithms``)."""
+    return True if device.type == "cpu" else "warn"
+
+
 def make_trainer(
     profile: Profile,
     max_steps: int,
@@ -163,10 +212,10 @@ def make_trainer(
     stage: str = "training",
     **options,
 ) -> pl.Trainer:
-    """A Lightning trainer with fetalbench's defaults (no logger files, deterministic), on the
-    devices, nodes and strategy of ``execution``, its progress shown as ``stage`` in optimiser
-    steps (unless switched off by :func:`show_progress_bars`); Lightning's own epoch bars are
-    off."""
+    """A Lightning trainer with fetalbench's defaults (no logger files, deterministic as far as
+    the device allows: :func:`deterministic_setting`), on the devices, nodes and strategy of
+    ``execution``, its progress shown as ``stage`` in optimiser steps (unless switched off by
+    :func:`show_progress_bars`); Lightning's own epoch bars are off."""
     if _progress_bars:
         callbacks = [*callbacks, StageProgress(stage)]
     return pl.Trainer(
@@ -178,7 +227,7 @@ def make_trainer(
         max_steps=max_steps,
         logger=False,
         callbacks=callbacks,
-        deterministic=True,
+        deterministic=deterministic_setting(training_device()),
         enable_model_summary=False,
         num_sanity_val_steps=0,
         **{"enable_progress_bar": False, **options},
@@ -288,12 +337,15 @@ def fit_module(
 
 @torch.inference_mode()
 def predict(
-    classifier: Classifier, images: torch.Tensor, channels_last: bool, batch_size: int = 256
+    classifier: Classifier, images: torch.Tensor, channels_last: bool, batch_size: int = 256,
+    precision: str = "32-true",
 ) -> np.ndarray:
-    """Predicted class of every image (uint8 ``[N, 1, H, W]``), in evaluation mode."""
-    classifier.eval()
-    predictions = [
-        classifier(to_float(images[start : start + batch_size], channels_last)).argmax(dim=1)
-        for start in range(0, len(images), batch_size)
-    ]
+    """Predicted class of every image (uint8 ``[N, 1, H, W]``), in evaluation mode on the
+    training device in the profile's ``precision`` (:func:`evaluating`)."""
+    with evaluating(classifier, precision) as device:
+        predictions = [
+            classifier(to_float(images[start : start + batch_size].to(device), channels_last))
+            .argmax(dim=1).cpu()
+            for start in range(0, len(images), batch_size)
+        ]
     return torch.cat(predictions).numpy()

@@ -134,14 +134,16 @@ def _train_and_record(
         return None
     trained = time.perf_counter()
     test_images = prepared.test_images()
-    predictions = predict(result.classifier, test_images, spec.profile.channels_last)
+    predictions = predict(result.classifier, test_images, spec.profile.channels_last,
+                          precision=spec.profile.precision)
     metrics = classification_metrics(prepared.test_labels, predictions, task.classes)
     metrics["per_machine"] = per_machine_metrics(prepared.test_labels, predictions,
                                                  prepared.test_machines)
     tested = time.perf_counter()
     explanation = explain_test_set(result.classifier, test_images, prepared.test_labels,
                                    prepared.test_patients, spec.seed,
-                                   spec.profile.channels_last, prepared.test_masks())
+                                   spec.profile.channels_last, prepared.test_masks(),
+                                   spec.profile.precision)
     metrics.update(explanation.metrics())
     explained = time.perf_counter()
     if checkpoint_dir == "cache":
