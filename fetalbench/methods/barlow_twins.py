@@ -4,6 +4,8 @@ Reduction", ICML 2021.
 The cross-correlation matrix of the two views' embeddings is driven towards the identity.
 Defaults: a 3-layer projector 8192-8192-8192 and off-diagonal weight lambda = 0.005 (the paper;
 solo-learn keeps it). Here the projector is 1024 wide at ``quick`` and 4096 at ``paper``.
+The loss is computed in float32 under mixed precision: in bf16 the batch normalisation and the
+cross-correlation matrix keep 8 bits of mantissa, too few for the off-diagonal sum.
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ class BarlowTwins(Objective):
         self.criterion = BarlowTwinsLoss(lambda_param=settings.lambda_offdiagonal)
 
     def loss(self, view_a: torch.Tensor, view_b: torch.Tensor, progress: float) -> torch.Tensor:
-        return self.criterion(
-            self.projection(self.backbone(view_a)), self.projection(self.backbone(view_b))
-        )
+        z_a, z_b = (self.projection(self.backbone(view)) for view in (view_a, view_b))
+        with torch.autocast(z_a.device.type, enabled=False):
+            return self.criterion(z_a.float(), z_b.float())
 
 
 register_two_stage(

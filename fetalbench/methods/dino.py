@@ -11,6 +11,8 @@ the first 1% (1 of the same 100 epochs), its gradient dropped after each backwar
 Teacher momentum rises to 1 on a cosine schedule from 0.99 at ``quick`` (solo-learn's value for
 short runs) and from 0.9995 at ``paper``, whose batch is 256: the authors' code recommends 0.9995
 for batches of 256 instead of the default 0.996 (``--momentum_teacher`` in ``main_dino.py``).
+The loss (softmaxes, centring, the cross-entropy einsum) is computed in float32 under mixed
+precision: lightly's cross-entropy is an einsum, which autocast would run in bf16.
 
 The number of prototypes is sized for the pool (:func:`dino_settings`): the largest power of two
 not above an eighth of the pool, capped at the paper's 65,536: 8 to 16 pool images per
@@ -106,7 +108,9 @@ class DINO(Objective):
         with torch.no_grad():
             teacher = [self.teacher_head(self.teacher_backbone(v)) for v in (view_a, view_b)]
         student = [self.head(self.backbone(v)) for v in (view_a, view_b)]
-        return self.criterion(teacher, student, teacher_temp=self.teacher_temperature(progress))
+        with torch.autocast(view_a.device.type, enabled=False):
+            return self.criterion([t.float() for t in teacher], [s.float() for s in student],
+                                  teacher_temp=self.teacher_temperature(progress))
 
     def after_backward(self, progress: float) -> None:
         """Drop the gradient of the student's last layer while it is frozen (DINO's
