@@ -186,10 +186,13 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_grid(args: argparse.Namespace) -> int:
-    from fetalbench.orchestrate.grid import run_grid
+    from fetalbench.orchestrate.grid import run_grid, worker_threads
     from fetalbench.orchestrate.suites import load_suite
 
     if args.launcher == "slurm":
+        if args.workers != 1:
+            raise FetalbenchError("--workers applies to --launcher local; on Slurm each job is "
+                                  "one worker, so drop --workers")
         return _submit_grid_to_slurm(args)
     given = [f"--{name.replace('_', '-')}" for name in (*SLURM_OPTIONS, "wait")
              if getattr(args, name) not in (None, False)]
@@ -199,8 +202,9 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     from fetalbench.methods.execution import Execution
 
     suite = load_suite(args.suite)
-    execution = Execution(**({} if args.threads is None else {"threads": args.threads}))
-    summary = run_grid(suite, args.data_root, args.out, cache_dir(), execution, args.quiet)
+    execution = Execution(threads=worker_threads(args.workers, args.threads))
+    summary = run_grid(suite, args.data_root, args.out, cache_dir(), execution, args.quiet,
+                       args.workers)
     print(
         f"grid {suite.name}: {summary.total} runs, {summary.skipped} already done, "
         f"{summary.succeeded} ran, {summary.failed} failed, {summary.running_elsewhere} "
@@ -454,6 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--wait", action="store_true",
                       help="with --launcher slurm: wait for the jobs and print a summary")
     grid.add_argument("--threads", type=_positive_int, help=THREADS_HELP)
+    grid.add_argument("--workers", type=_positive_int, default=1,
+                      help="runs at once on this machine (default 1), each in its own process "
+                      "with --threads threads (default: the default thread count divided among "
+                      "them, at least 1)")
     grid.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     grid.set_defaults(handler=_cmd_grid)
 

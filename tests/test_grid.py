@@ -18,6 +18,7 @@ from fetalbench.errors import FetalbenchError
 from fetalbench.methods import METHODS
 from fetalbench.orchestrate.grid import run_grid
 from fetalbench.orchestrate.suites import available_suites, load_suite
+from fetalbench.runs.validation import validate_record
 
 
 def test_built_in_suites_load_and_meet_their_brief() -> None:
@@ -115,3 +116,31 @@ def test_killed_grid_resumes_to_the_same_records(real_subset_root: Path, tmp_pat
                    capture_output=True)
     assert records_in(out) == expected
     assert not [p for p in out.rglob("*") if p.is_file() and p.suffix != ".json"]
+
+
+def test_two_workers_run_every_run_exactly_once(real_subset_root: Path, tmp_path: Path) -> None:
+    suite_file = write_suite(tmp_path / "s.toml")
+    env = {**os.environ, "FETALBENCH_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "out"
+    done = subprocess.run([*grid_command(suite_file, real_subset_root, out), "--workers", "2"],
+                          env=env, check=True, capture_output=True, text=True)
+    assert "4 to run, 2 at once" in done.stdout + done.stderr
+    assert "4 ran, 0 failed, 0 running elsewhere, 1 pre-training stage(s) trained" in done.stdout
+    assert sorted(records_in(out).values()) == ["ok"] * 4
+    records = [json.loads(p.read_text()) for p in out.rglob("*.json")]
+    assert {record["execution"]["threads"] for record in records} == {1}
+    # valid but for being made on a subset of the real dataset's rows
+    findings = {f.check for record in records for f in validate_record(record)}
+    assert findings <= {"official_csv", "official_split"}
+    again = subprocess.run([*grid_command(suite_file, real_subset_root, out), "--workers", "2"],
+                           env=env, check=True, capture_output=True, text=True)
+    assert "4 already done, 0 to run" in again.stdout + again.stderr
+    assert not [p for p in out.rglob("*") if p.is_file() and p.suffix != ".json"]
+
+
+def test_workers_divide_the_default_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fetalbench.orchestrate import grid
+
+    monkeypatch.setattr(grid, "default_threads", lambda: 16)
+    assert [grid.worker_threads(k) for k in (1, 2, 4, 32)] == [16, 8, 4, 1]
+    assert grid.worker_threads(4, threads=3) == 3
