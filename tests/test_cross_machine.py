@@ -10,7 +10,7 @@ import pytest
 
 from conftest import REAL_CSV
 from fetalbench.data.fetal_planes_db import read_metadata
-from fetalbench.data.phantom.render import PhantomSettings, plan_phantom
+from fetalbench.data.phantom.render import PhantomSettings, plan_phantom, render
 from fetalbench.data.splits import split_task
 from fetalbench.data.tasks import TASKS, CrossMachineTask
 from fetalbench.errors import FetalbenchError
@@ -89,3 +89,23 @@ def test_a_class_missing_on_one_side_is_an_error(real_catalog: pd.DataFrame) -> 
                              & (real_catalog["plane"] == "Fetal femur"))]
     with pytest.raises(FetalbenchError, match=r"test images of Aloka.*Fetal femur"):
         task.select(without)
+
+
+def test_the_phantoms_machines_render_the_same_scene_differently() -> None:
+    """Rendered as an Aloka, the scenes of Voluson E6 records show coarser, less smoothed
+    speckle (more fine-scale energy) and a darker far field (the time-gain curve): the shift
+    the cross-machine tasks measure (bmode.MACHINE_STYLES)."""
+    settings = PhantomSettings()
+    records = [r for r in plan_phantom(settings) if r.machine == "Voluson E6"
+               and r.plane in ("Fetal brain", "Fetal abdomen")][:4]
+    for record in records:
+        voluson, _ = render(record, settings)
+        aloka, _ = render(dataclasses.replace(record, machine="Aloka"), settings)
+        inside = (voluson > 0) & (aloka > 0)
+        inside[:, :40] = inside[:, -40:] = False  # the burnt-in text and bars
+        grain = [float(np.abs(np.diff(image.astype(float), axis=1))[inside[:, 1:]].mean())
+                 for image in (voluson, aloka)]
+        assert grain[1] > 1.5 * grain[0], record.image_name
+        deep = inside.copy()
+        deep[: 2 * inside.shape[0] // 3] = False
+        assert aloka[deep].mean() < voluson[deep].mean(), record.image_name

@@ -185,6 +185,41 @@ class Acquisition:
     px_per_cm: float
 
 
+@dataclass(frozen=True)
+class MachineStyle:
+    """What one scanner does to every image it makes: the ranges its images' settings are drawn
+    from. Real machines differ here, whoever holds the probe: the grey map (dynamic range in dB,
+    gamma), the time-gain curve (the share of tissue loss compensated, less leaving the far field
+    darker), the speckle size (point-spread-function sigmas in beam-grid samples, set by the
+    probe's frequency and aperture) and the speckle reduction (smoothing, e.g. GE's SRI)."""
+
+    dynamic_range_db: tuple[float, float]
+    gamma: tuple[float, float]
+    tgc: tuple[float, float]
+    psf_axial: tuple[float, float]
+    psf_lateral: tuple[float, float]
+    smoothing: tuple[float, float]
+
+
+_VOLUSON = MachineStyle(dynamic_range_db=(52.0, 60.0), gamma=(1.15, 1.4), tgc=(0.9, 1.0),
+                        psf_axial=(0.6, 0.85), psf_lateral=(0.9, 1.25), smoothing=(0.8, 1.2))
+MACHINE_STYLES: dict[str, MachineStyle] = {
+    # GE Voluson E6 and S10: one vendor's processing; finer speckle, strong speckle reduction,
+    # a wide dynamic range under a contrasty grey map, the far field fully compensated
+    "Voluson E6": _VOLUSON,
+    "Voluson S10": _VOLUSON,
+    # Aloka: coarser speckle, little smoothing, a narrow dynamic range under a flatter grey map,
+    # a far field left darker by the time-gain curve
+    "Aloka": MachineStyle(dynamic_range_db=(42.0, 50.0), gamma=(0.9, 1.1), tgc=(0.75, 0.9),
+                          psf_axial=(0.95, 1.25), psf_lateral=(1.5, 2.0), smoothing=(0.3, 0.55)),
+    # the other machines: the ranges every machine shared in generator version 1
+    "Other": MachineStyle(dynamic_range_db=(45.0, 58.0), gamma=(1.0, 1.35), tgc=(0.85, 1.0),
+                          psf_axial=(0.7, 1.0), psf_lateral=(1.0, 1.5), smoothing=(0.4, 1.0)),
+}
+"""Each machine's :class:`MachineStyle` (generator version 2; in version 1 every machine drew
+from the ``Other`` ranges, and a model trained on the Voluson E6 lost nothing on the Aloka)."""
+
+
 def sample_acquisition(
     rng: np.random.Generator,
     machine: str,
@@ -196,7 +231,9 @@ def sample_acquisition(
     """Draw probe geometry and settings for one image.
 
     Voluson and Aloka images use a convex sector (Aloka narrower), the ``Other`` machine a linear
-    probe, and the maternal cervix a wide transvaginal sector whatever the machine.
+    probe, and the maternal cervix a wide transvaginal sector whatever the machine; grey map,
+    time-gain curve, speckle size and speckle reduction come from the machine's
+    :data:`MACHINE_STYLES`.
     """
     h, w = shape
     px_per_cm = w * zoom / 12.0
@@ -223,17 +260,18 @@ def sample_acquisition(
         probe = SectorProbe(
             w / 2 + rng.uniform(-0.06, 0.06) * w, face - radius, radius, half_angle, 2.0 * h
         )
+    style = MACHINE_STYLES[machine]
     return Acquisition(
         probe=probe,
         gain_db=gain_offset_db + rng.uniform(-3.0, 3.0),
-        dynamic_range_db=rng.uniform(45.0, 58.0),
-        gamma=rng.uniform(1.0, 1.35),
-        psf_axial=rng.uniform(0.7, 1.0),
-        psf_lateral=rng.uniform(1.0, 1.5),
+        dynamic_range_db=rng.uniform(*style.dynamic_range_db),
+        gamma=rng.uniform(*style.gamma),
+        psf_axial=rng.uniform(*style.psf_axial),
+        psf_lateral=rng.uniform(*style.psf_lateral),
         attenuation=rng.uniform(0.15, 0.25) / px_per_cm,
-        tgc=rng.uniform(0.85, 1.0),
+        tgc=rng.uniform(*style.tgc),
         noise=rng.uniform(1e-6, 4e-6),
-        smoothing=rng.uniform(0.4, 1.0),
+        smoothing=rng.uniform(*style.smoothing),
         px_per_cm=px_per_cm,
     )
 

@@ -14,7 +14,10 @@ CSV, about 40% of patients with a single plane); operator/machine pairs as in th
 and Op. 2 on the Voluson E6, Op. 3 on the Aloka, other operators on any machine); a
 patient-disjoint split with half the patients on each side and about 57% of the images in train.
 Each patient has a gestational-age scale and a gain preference, each operator a gain and zoom
-style; each image varies in position, rotation, zoom, probe geometry, settings and speckle.
+style, each machine its probe geometry, burnt-in screen layout, grey map, time-gain curve, speckle
+size and speckle reduction (:data:`~fetalbench.data.phantom.bmode.MACHINE_STYLES`; generator
+version 2, so that a model trained on one machine meets a real shift on another); each image
+varies in position, rotation, zoom, probe geometry, settings and speckle.
 
 Anatomy is drawn by :mod:`~fetalbench.data.phantom.anatomy`, the B-mode image formed by
 :mod:`~fetalbench.data.phantom.bmode`. Every image uses its own random generator seeded by
@@ -48,7 +51,7 @@ from fetalbench.errors import FetalbenchError
 from fetalbench.paths import cache_dir as default_cache_dir
 from fetalbench.storage.digests import sha256_hex
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 MASKS_DIR = "Masks"
 LEGEND_NAME = "legend.json"
 MANIFEST_NAME = "phantom.json"
