@@ -118,3 +118,24 @@ def test_a_module_built_directly_trains_in_the_profiles_memory_format() -> None:
     convolutions = [p for p in classifier.parameters() if p.dim() == 4]
     assert convolutions
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convolutions)
+
+
+def test_gpu_check_without_a_gpu_is_a_one_line_error(tmp_path, capsys) -> None:
+    from fetalbench.devtools import gpu_check
+
+    with mock.patch.object(torch.cuda, "is_available", return_value=False):
+        assert gpu_check.main([str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "no CUDA GPU" in error and "--cpu" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_gpu_check_projects_a_suite_from_its_stages_and_runs() -> None:
+    from fetalbench.devtools.gpu_check import Timing, project
+    from fetalbench.profiles import get_profile
+
+    timing = Timing("gpu", pretrain_step_s=0.036, downstream_step_s=0.02, run_fixed_s=6.0)
+    row = project(load_suite("phantom"), get_profile("gpu"), timing)
+    assert (row["runs"], row["stages"]) == (210, 40)
+    assert row["stage_hours"] == round(40 * 1000 * 0.036 / 3600, 2)
+    assert row["run_hours"] == round(210 * (300 * 0.02 + 6.0) / 3600, 2)

@@ -30,7 +30,13 @@ from fetalbench.methods import METHODS
 from fetalbench.methods.api import Classifier
 from fetalbench.methods.augment import LIGHT, STRONG, UltrasoundAugment
 from fetalbench.methods.backbones import create_backbone
-from fetalbench.methods.engine import SupervisedModule, batches, make_trainer, to_float
+from fetalbench.methods.engine import (
+    SupervisedModule,
+    batches,
+    make_trainer,
+    to_float,
+    training_device,
+)
 from fetalbench.methods.pretraining import PretrainModule, stage_group
 from fetalbench.methods.simclr import SimCLR, SimCLRSettings
 from fetalbench.orchestrate.suites import Suite
@@ -52,16 +58,6 @@ class Measurement:
     reference: str = ""
     ratio: float | None = None
     ratio_range: tuple[float, float] | None = None
-
-
-def training_device() -> torch.device:
-    """The device Lightning's ``accelerator="auto"`` trains on: a CUDA GPU, else Apple's MPS,
-    else the CPU. The bare loops run there too."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def synchronize(device: torch.device) -> None:
