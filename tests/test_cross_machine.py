@@ -109,3 +109,13 @@ def test_the_phantoms_machines_render_the_same_scene_differently() -> None:
         deep = inside.copy()
         deep[: 2 * inside.shape[0] // 3] = False
         assert aloka[deep].mean() < voluson[deep].mean(), record.image_name
+
+
+@pytest.mark.parametrize("name", sorted(STATED))
+def test_the_dataset_pool_of_a_cross_machine_task_stays_on_its_training_machine(
+        real_catalog: pd.DataFrame, name: str) -> None:
+    task = TASKS.get(name)
+    pool = real_catalog[task.dataset_pool(real_catalog)]
+    assert set(pool["machine"]) == {task.train_machine} and pool["train"].all()
+    everything = TASKS.get("planes").dataset_pool(real_catalog)
+    assert everything.sum() == real_catalog["train"].sum() > len(pool)

@@ -117,7 +117,7 @@ def test_every_method_trains_what_it_means_to_and_nothing_else(
     pl.seed_everything(0, verbose=False)
     result = METHODS.get(method).train(context)
     assert math.isfinite(result.notes["final_train_loss"])
-    assert result.notes["init"] == ("imagenet" if method.endswith("imagenet") else "random")
+    assert result.notes["init"] == ("imagenet" if "imagenet" in method else "random")
     assert audited_fits, f"{method}: no Lightning fit was audited"
     for fit in audited_fits:
         kind = type(fit["module"]).__name__

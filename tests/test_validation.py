@@ -11,6 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from conftest import REAL_CSV
@@ -225,13 +226,14 @@ def test_validate_and_leaderboard_import_no_torch():
 
 def test_official_constants_are_those_of_the_real_csv():
     assert file_sha256(REAL_CSV) == OFFICIAL_CSV_SHA256
-    table = read_metadata(REAL_CSV).rename(columns={"Plane": "plane",
-                                                     "Brain_plane": "brain_plane"})
+    table = read_metadata(REAL_CSV)
+    catalog = pd.DataFrame({"plane": table["Plane"], "brain_plane": table["Brain_plane"],
+                            "machine": table["US_Machine"], "train": table["Train"] == "1"})
     built_in = [name for name in TASKS if TASKS.source(name) == "fetalbench"]
     assert sorted(OFFICIAL_TEST_IMAGES) == sorted(built_in)
     for name in built_in:
-        rows = TASKS.get(name).select(table)
-        assert (rows["Train"] == "0").sum() == OFFICIAL_TEST_IMAGES[name], name
+        rows = TASKS.get(name).select(catalog)
+        assert (~rows["train"]).sum() == OFFICIAL_TEST_IMAGES[name], name
 
 
 # --- the leaderboard refuses what validate refuses ----------------------------------------------

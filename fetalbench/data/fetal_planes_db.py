@@ -43,7 +43,8 @@ OFFICIAL_CSV_SHA256 = "2d1fc8c8716ce247dc354db4420d12d76e47f67154ab8a7b6aed797ea
 # Test images (Train 0) of each built-in task (fetalbench.data.tasks) in that CSV: planes counts
 # every row, brain the Trans-thalamic, Trans-cerebellum and Trans-ventricular ones
 # (tests/test_validation.py recounts them from the CSV).
-OFFICIAL_TEST_IMAGES = {"planes": 5271, "brain": 1406}
+OFFICIAL_TEST_IMAGES = {"planes": 5271, "brain": 1406, "planes_cross_machine": 1737,
+                        "brain_cross_machine": 237}
 MAX_CSV_BYTES = 64 << 20
 MAX_FIELD_CHARS = 1000
 FORMULA_START = r"[=+\-@]"

@@ -56,11 +56,12 @@ class RunData:
 
     def unlabelled_images(self) -> torch.Tensor:
         """The pool self-supervised stages learn from: the task's official training images
-        (``pool="task"``) or every official training image of the dataset (``"dataset"``)."""
+        (``pool="task"``) or the dataset's (``"dataset"``, :meth:`Task.dataset_pool`: every
+        official training image; a cross-machine task's training machine only)."""
         if self.pool == "task":
             return _image_tensor(self.images, self.split.unlabelled_pool)
         return _image_tensor(self.all_images,
-                            np.flatnonzero(self.source.catalog["train"].to_numpy()))
+                             np.flatnonzero(self.task.dataset_pool(self.source.catalog).to_numpy()))
 
     def task_data(self) -> TaskData:
         """The tensors a method receives: labelled, validation and unlabelled images; no test."""

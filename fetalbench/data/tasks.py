@@ -40,6 +40,11 @@ class Task:
             )
         return rows
 
+    def dataset_pool(self, catalog: pd.DataFrame) -> pd.Series:
+        """Which catalog images the ``"dataset"`` unlabelled pool holds: every official training
+        image, of any class."""
+        return catalog["train"]
+
 
 @dataclass(frozen=True)
 class CrossMachineTask(Task):
@@ -72,6 +77,11 @@ class CrossMachineTask(Task):
                     "--data-root at the full dataset"
                 )
         return rows
+
+    def dataset_pool(self, catalog: pd.DataFrame) -> pd.Series:
+        """The ``"dataset"`` pool stays on ``train_machine``: its official training images, of
+        any class (no image of the test machine is seen, labelled or not)."""
+        return catalog["train"] & (catalog["machine"] == self.train_machine)
 
 
 TASKS: Registry[Task] = Registry("task", entry_point_group="fetalbench.tasks")
