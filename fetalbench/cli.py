@@ -150,12 +150,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from fetalbench.explain.explain import (
-        explain_run,
-        figure_folder_name,
-        find_record,
-        read_run_record,
-    )
+    from fetalbench.explain.explain import explain_run, figure_folder_name
+    from fetalbench.runs.records import find_record, read_ok_record
 
     if args.record is not None and (args.method or args.task):
         raise FetalbenchError("give either --record PATH or --method/--task, not both")
@@ -164,7 +160,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
                               "[--fraction F] [--seed S] [--results DIR]")
     path = args.record or find_record(args.results, args.method, args.task, args.fraction,
                                       args.seed)
-    record = read_run_record(path)
+    record = read_ok_record(path)
     out = args.out or args.results / "figures" / "explain" / figure_folder_name(record)
     outcome = explain_run(record, out, cache_dir(), args.per_class, args.data_root)
     embedding, localisation = outcome.explanation.embedding, outcome.explanation.localisation

@@ -23,7 +23,7 @@ from fetalbench.data.phantom.render import (
 from fetalbench.errors import FetalbenchError
 from fetalbench.explain.cam import default_target_layer, grad_cam
 from fetalbench.explain.embedding import embedding_scores, tsne_coordinates
-from fetalbench.explain.explain import explain_run, find_record, read_run_record
+from fetalbench.explain.explain import explain_run
 from fetalbench.explain.figures import plot_tsne
 from fetalbench.explain.pointing import (
     defining_masks,
@@ -35,6 +35,7 @@ from fetalbench.methods.api import Classifier
 from fetalbench.methods.backbones import GrayscaleBackbone, create_backbone
 from fetalbench.runs.checkpoints import load_classifier
 from fetalbench.runs.execute import execute_run
+from fetalbench.runs.records import find_record, read_ok_record
 from fetalbench.runs.spec import RunRequest
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -285,7 +286,7 @@ def test_explain_needs_the_checkpoint_and_one_matching_record(finished_run, real
     not_a_record = tmp_path / "other.json"
     not_a_record.write_text("[]")
     with pytest.raises(FetalbenchError, match="not a run record"):
-        read_run_record(not_a_record)
+        read_ok_record(not_a_record)
 
 
 def test_phantom_runs_play_the_pointing_game(tmp_path: Path) -> None:

@@ -12,8 +12,6 @@ true class) and ``tsne.png``.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +35,6 @@ from fetalbench.explain.pointing import (
     pointing_game,
     pointing_tolerance,
 )
-from fetalbench.methods import METHODS
 from fetalbench.methods.api import Classifier
 from fetalbench.methods.engine import predict
 from fetalbench.paths import in_cache
@@ -114,22 +111,6 @@ def explain_test_set(
                           localisation)
 
 
-def read_run_record(path: Path) -> dict:
-    """A successful run record from ``path`` (one-line errors otherwise)."""
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise FetalbenchError(
-            f"cannot read run record {path} ({type(error).__name__}); pass the path of a "
-            f"record written by `fetalbench run`"
-        ) from None
-    if not isinstance(record, dict) or "spec" not in record:
-        raise FetalbenchError(f"{path} is not a run record; pass one written by `fetalbench run`")
-    if record.get("status") != "ok":
-        raise FetalbenchError(f"run record {path} is of a failed run; rerun it first")
-    return record
-
-
 def rerun_command(record: dict, data_root: Path | None = None) -> str:
     """The ``fetalbench run`` command that rewrites ``record``'s run (with its checkpoint); on
     real data it takes ``--data-root`` (``DIR`` when ``data_root`` is not known)."""
@@ -140,50 +121,8 @@ def rerun_command(record: dict, data_root: Path | None = None) -> str:
         f"fetalbench run --method {spec['method']} --task {spec['task']} --dataset "
         f"{spec['dataset']}{data_root} --fraction {spec['fraction']:g} --seed {spec['seed']} "
         f"--protocol {spec['protocol']} --pool {spec['pool']} --profile {spec['profile']['name']} "
-        f"--force"
+        f"--validation {spec['validation']} --force"
     )
-
-
-def find_record(
-    results: Path, method: str, task: str, fraction: float | None = None, seed: int | None = None
-) -> Path:
-    """The one successful record of ``method`` on ``task`` under ``results`` that matches."""
-    METHODS.get(method)
-    TASKS.get(task)
-    results = Path(results)
-    if not results.is_dir():
-        raise FetalbenchError(f"results folder {results} does not exist; pass --results DIR")
-    matches = []
-    for path in sorted(results.glob(f"*/{task}/{method}/*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-            spec = record["spec"]
-            if record.get("status") != "ok":
-                continue
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if fraction is not None and not math.isclose(spec["fraction"], fraction):
-            continue
-        if seed is not None and spec["seed"] != seed:
-            continue
-        matches.append(path)
-    filters = "".join(
-        [f" at fraction {fraction:g}" if fraction is not None else "",
-         f" with seed {seed}" if seed is not None else ""]
-    )
-    if not matches:
-        raise FetalbenchError(
-            f"no successful record of {method} on {task}{filters} under {results}; run "
-            f"`fetalbench run --method {method} --task {task}` first, or pass --results DIR"
-        )
-    if len(matches) > 1:
-        shown = ", ".join(str(path) for path in matches[:3])
-        raise FetalbenchError(
-            f"{len(matches)} records of {method} on {task}{filters} under {results} ({shown}"
-            f"{', ...' if len(matches) > 3 else ''}); narrow with --fraction/--seed or pass "
-            f"--record PATH"
-        )
-    return matches[0]
 
 
 def figure_folder_name(record: dict) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import math
 import os
 import platform
 import subprocess
@@ -24,7 +25,9 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+from fetalbench.data.tasks import TASKS
 from fetalbench.errors import FetalbenchError
+from fetalbench.methods import METHODS
 from fetalbench.runs.spec import RunSpec
 from fetalbench.storage.atomic import write_bytes_atomic
 
@@ -153,3 +156,62 @@ def new_record(spec: RunSpec, **sections: object) -> dict:
         "executor": {"pid": os.getpid()},
         **sections,
     }
+
+
+def read_ok_record(path: Path) -> dict:
+    """The successful run record at ``path``, parsed (one-line errors otherwise): what
+    ``fetalbench explain`` and ``fetalbench reproduce`` read."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise FetalbenchError(
+            f"cannot read run record {path} ({type(error).__name__}); pass the path of a "
+            f"record written by `fetalbench run`"
+        ) from None
+    if not isinstance(record, dict) or "spec" not in record:
+        raise FetalbenchError(f"{path} is not a run record; pass one written by `fetalbench run`")
+    if record.get("status") != "ok":
+        raise FetalbenchError(f"run record {path} is of a failed run; rerun it first")
+    return record
+
+
+def find_record(
+    results: Path, method: str, task: str, fraction: float | None = None, seed: int | None = None
+) -> Path:
+    """The one successful record of ``method`` on ``task`` under ``results`` that matches."""
+    METHODS.get(method)
+    TASKS.get(task)
+    results = Path(results)
+    if not results.is_dir():
+        raise FetalbenchError(f"results folder {results} does not exist; pass --results DIR")
+    matches = []
+    for path in sorted(results.glob(f"*/{task}/{method}/*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            spec = record["spec"]
+            if record.get("status") != "ok":
+                continue
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if fraction is not None and not math.isclose(spec["fraction"], fraction):
+            continue
+        if seed is not None and spec["seed"] != seed:
+            continue
+        matches.append(path)
+    filters = "".join(
+        [f" at fraction {fraction:g}" if fraction is not None else "",
+         f" with seed {seed}" if seed is not None else ""]
+    )
+    if not matches:
+        raise FetalbenchError(
+            f"no successful record of {method} on {task}{filters} under {results}; run "
+            f"`fetalbench run --method {method} --task {task}` first, or pass --results DIR"
+        )
+    if len(matches) > 1:
+        shown = ", ".join(str(path) for path in matches[:3])
+        raise FetalbenchError(
+            f"{len(matches)} records of {method} on {task}{filters} under {results} ({shown}"
+            f"{', ...' if len(matches) > 3 else ''}); narrow with --fraction/--seed or pass "
+            f"--record PATH"
+        )
+    return matches[0]

@@ -29,7 +29,6 @@ come from the code.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import tempfile
@@ -40,7 +39,13 @@ from pathlib import Path
 from fetalbench.data.sources import DATASETS
 from fetalbench.errors import FetalbenchError
 from fetalbench.profiles import PROFILES, Profile
-from fetalbench.runs.records import git_revision, hardware, package_versions, records_under
+from fetalbench.runs.records import (
+    git_revision,
+    hardware,
+    package_versions,
+    read_ok_record,
+    records_under,
+)
 from fetalbench.runs.spec import spec_hash
 
 OTHER_CPU_KIND_TOLERANCE = 0.162
@@ -179,14 +184,7 @@ def changed_conditions(record: dict) -> tuple[str, ...]:
 
 def read_reproducible_record(path: Path) -> dict:
     """The record at ``path``, checked to be a single-process ``ok`` run of a known profile."""
-    try:
-        record = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
-        raise FetalbenchError(f"{path} is not a readable record ({type(error).__name__}); "
-                              "pass a run record (.json) from results/") from None
-    if not isinstance(record, dict) or record.get("status") != "ok" or "spec" not in record:
-        raise FetalbenchError(f"{path} is not a successful run record; only runs with status "
-                              "ok can be reproduced")
+    record = read_ok_record(path)
     if spec_hash(record["spec"]) != record.get("spec_hash"):
         raise FetalbenchError(f"{path}: its spec does not hash to its spec_hash (edited?); run "
                               "`fetalbench validate` on it")
