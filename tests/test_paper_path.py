@@ -98,11 +98,12 @@ def test_every_method_runs_the_paper_path(paper_short, results: Path, minimal_ro
         assert pretraining["steps"] == 2
 
 
-def test_the_override_is_test_only() -> None:
-    with profile_shortened("paper", **SHORT) as short:
-        assert PROFILES["paper"] is short and short.pretrain_steps == 2
-    assert PROFILES["paper"].pretrain_steps == 20000
-    assert "paper-short" not in PROFILES
+def test_the_override_lasts_only_within() -> None:
+    before = PROFILES["paper"]
+    with profile_shortened("paper", downstream_steps=1) as short:
+        assert PROFILES["paper"] is short and short.downstream_steps == 1
+        assert short.resolution == before.resolution and short.precision == before.precision
+    assert PROFILES["paper"] is before
 
 
 class CriterionSpy(nn.Module):

@@ -44,20 +44,21 @@ class Scale:
     timed_downstream_steps: int
     bench_steps: int
     bench_repeats: int
-    resolution: int | None  # None: each profile's own
+    small: dict  # what the CPU version changes in every profile it runs (resolution, batches)
 
 
 GPU_SCALE = Scale(methods=(), method_changes={"pretrain_steps": 3, "downstream_steps": 3,
                                               "validations": 1},
                   timed_pretrain_steps=60, timed_downstream_steps=120, bench_steps=10,
-                  bench_repeats=3, resolution=None)
+                  bench_repeats=3, small={})
 CPU_SCALE = Scale(methods=("supervised_imagenet", "simclr_imagenet"),
-                  method_changes={"pretrain_steps": 2, "downstream_steps": 2, "validations": 1,
-                                  "batch_size": 8, "pretrain_batch_size": 8},
+                  method_changes={"pretrain_steps": 2, "downstream_steps": 2, "validations": 1},
                   timed_pretrain_steps=4, timed_downstream_steps=4, bench_steps=2,
-                  bench_repeats=1, resolution=32)
-"""``--cpu``: the same code at 32 px (bf16 convolutions at 224 px take a second an image on a
-CPU without AVX-512), two methods, a few steps."""
+                  bench_repeats=1, small={"resolution": 32, "batch_size": 8,
+                                          "pretrain_batch_size": 8, "precision": "32-true"})
+"""``--cpu``: the same code at 32 px, batches of 8 and fp32 (a CPU without AVX-512 has no native
+bf16 convolution: about 10 times slower; tests/test_paper_path.py covers bf16), two methods, a
+few steps."""
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,7 @@ def _run(request: RunRequest, out: Path, cache: Path) -> dict:
 def check_methods(scale: Scale, out: Path, cache: Path) -> list[dict]:
     """Every method of ``scale`` (all registered when empty) for a few steps at ``paper``."""
     rows = []
-    changes = dict(scale.method_changes)
-    if scale.resolution:
-        changes["resolution"] = scale.resolution
+    changes = {**scale.method_changes, **scale.small}
     with profile_shortened("paper", **changes):
         for name in scale.methods or tuple(METHODS.names()):
             started = time.perf_counter()
@@ -116,9 +115,7 @@ def time_profile(name: str, scale: Scale, out: Path, cache: Path) -> Timing:
     """A step of pre-training (SimCLR, ImageNet init) and of fine-tuning (supervised ImageNet)
     at profile ``name``, from a stage and a run of a few steps; the run's other seconds too."""
     changes = {"pretrain_steps": scale.timed_pretrain_steps,
-               "downstream_steps": scale.timed_downstream_steps, "validations": 1}
-    if scale.resolution:
-        changes["resolution"] = scale.resolution
+               "downstream_steps": scale.timed_downstream_steps, "validations": 1, **scale.small}
     with profile_shortened(name, **changes):
         stage = _run(RunRequest(method="simclr_imagenet", task="brain", profile=name), out, cache)
         run = _run(RunRequest(method="supervised_imagenet", task="brain", profile=name), out,
@@ -161,10 +158,7 @@ def run_check(out_dir: Path, cpu: bool) -> dict:
     started = time.perf_counter()
     methods = check_methods(scale, runs, cache)
     methods_s = time.perf_counter() - started
-    bench_profile = get_profile("paper")
-    if scale.resolution:
-        batches = {k: v for k, v in scale.method_changes.items() if "batch" in k}
-        bench_profile = replace(bench_profile, resolution=scale.resolution, **batches)
+    bench_profile = replace(get_profile("paper"), **scale.small)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     bench = run_benchmarks(bench_profile, cache, steps=scale.bench_steps,
