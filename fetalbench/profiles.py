@@ -1,22 +1,25 @@
 """Compute profiles: how big a run is. ``quick`` fits 2 CPU cores; ``gpu`` and ``paper`` a GPU.
 
 ``smoke`` is a seconds-long profile that proves the pipeline runs (CI), not a result to compare.
-``quick`` is sized for the committed ``phantom`` suite (210 runs, 40 pre-training stages) on 2
-CPU cores: about an hour as two one-thread grids, whose 210 runs took 115 minutes between them
-(measured, docs/performance.md). It takes 50 fine-tuning steps of 32 images and 40
-pre-training steps of 64 image pairs at 64 px. That is a small budget, above all for
-self-supervised pre-training from random weights; read quick-profile results as what these
-methods achieve with minutes of CPU, and use ``paper`` on a GPU for the paper's scale.
+``quick`` takes 50 fine-tuning steps of 32 images and 40 pre-training steps of 64 image pairs
+at 64 px. On this 2-core CPU with one thread a ``brain`` run of ``supervised_imagenet`` trains
+in about 55 s and a SimCLR stage in about 120 s (measured with a second run beside it, at the
+commit of phantom v2); ``phantom_core`` and ``phantom_core_planes`` (72 runs, 12 stages) take
+about an hour as two one-thread workers, and the full ``phantom`` suite (480 runs, 110 stages)
+more than a day. That is a small budget, above all for self-supervised pre-training from random
+weights; read quick-profile results as what these methods achieve with minutes of CPU, and use
+``paper`` on a GPU for the paper's scale.
 
-``gpu`` lies between: 128 px, bf16, 1,000 pre-training steps of 256 pairs and 300 fine-tuning
-steps of 64 images, sized so that the committed ``phantom`` suite (210 runs, 40 pre-training
-stages) takes about an hour on one GPU. Not yet measured on a GPU: the estimate
+``gpu`` lies between: 128 px, bf16, 500 pre-training steps of 256 pairs and 300 fine-tuning
+steps of 64 images, sized so that the full ``phantom`` suite (480 runs, 110 stages) takes about
+an hour on one GPU with ``grid --workers 4``. Not yet measured on a GPU: the estimate
 (docs/performance.md, "The gpu profile") assumes EfficientNet-Lite0 trains at about 15,000
 images/s at 128 px in bf16 (about 6,000 at 224 px, as published B0 figures scale to an
-H100-class GPU) and that a small step costs about 20 ms in all; then a stage takes about 40 s
-(27 minutes for 40) and a run about 12 s with its data, test and explanation (42 minutes for
-210). ``scripts/gpu_check.sh`` times one stage and one run and prints the projection that is to
-replace this estimate.
+H100-class GPU) and that a small step costs about 20 ms in all; then a stage takes about 18 s
+(33 minutes for 110) and a run about 12 s with its data, test and explanation (96 minutes for
+480): 2.1 hours one run at a time, about an hour if four workers on the GPU double the
+throughput (issue 20's goal for ``--workers``). ``scripts/gpu_check.sh`` times one stage and one
+run and prints the projection that is to replace this estimate.
 
 A profile fixes everything about a run's scale (backbone, resolution, batch, optimisation budget)
 so that records made with one profile are comparable with each other. Every profile trains
@@ -76,7 +79,7 @@ QUICK = Profile(
 )
 
 GPU = replace(QUICK, name="gpu", resolution=128, batch_size=64, downstream_steps=300,
-              validations=10, learning_rate=3e-4, precision="bf16-mixed", pretrain_steps=1000,
+              validations=10, learning_rate=3e-4, precision="bf16-mixed", pretrain_steps=500,
               pretrain_batch_size=256)
 
 PROFILES: dict[str, Profile] = {

@@ -26,9 +26,11 @@ def test_built_in_suites_load_and_meet_their_brief() -> None:
     phantom = load_suite("phantom")
     assert {"supervised_imagenet", "simclr", "simclr_imagenet", "dual_task_imagenet",
             "supervised_scratch"} <= set(phantom.methods)
-    assert len(set(phantom.methods)) >= 7
+    assert len(set(phantom.methods)) >= 16
     assert set(phantom.tasks) == {"brain", "planes"}
     assert len(phantom.fractions) >= 3 and len(phantom.seeds) >= 5
+    core = load_suite("phantom_core")
+    assert set(core.methods) < set(phantom.methods) and len(core.seeds) >= 3
     assert load_suite("full").methods == tuple(METHODS.names())
     assert load_suite("paper").dataset == "fetal_planes_db"
 

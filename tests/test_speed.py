@@ -136,6 +136,7 @@ def test_gpu_check_projects_a_suite_from_its_stages_and_runs() -> None:
 
     timing = Timing("gpu", pretrain_step_s=0.036, downstream_step_s=0.02, run_fixed_s=6.0)
     row = project(load_suite("phantom"), get_profile("gpu"), timing)
-    assert (row["runs"], row["stages"]) == (210, 40)
-    assert row["stage_hours"] == round(40 * 1000 * 0.036 / 3600, 2)
-    assert row["run_hours"] == round(210 * (300 * 0.02 + 6.0) / 3600, 2)
+    # 16 methods x 2 tasks x 3 fractions x 5 seeds; 11 of them pre-train, once per task and seed
+    assert (row["runs"], row["stages"]) == (480, 110)
+    assert row["stage_hours"] == round(110 * 500 * 0.036 / 3600, 2)
+    assert row["run_hours"] == round(480 * (300 * 0.02 + 6.0) / 3600, 2)
