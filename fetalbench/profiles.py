@@ -6,9 +6,9 @@ at 64 px. On this 2-core CPU with one thread a ``brain`` run of ``supervised_ima
 in about 55 s and a SimCLR stage in about 120 s (measured with a second run beside it, at the
 commit of phantom v2); ``phantom_core`` and ``phantom_core_planes`` (72 runs, 12 stages) take
 about an hour as two one-thread workers, and the full ``phantom`` suite (480 runs, 110 stages)
-more than a day. That is a small budget, above all for self-supervised pre-training from random
-weights; read quick-profile results as what these methods achieve with minutes of CPU, and use
-``paper`` on a GPU for the paper's scale.
+about 11 hours as two workers, from the measured runs. That is a small budget, above all for
+self-supervised pre-training from random weights; read quick-profile results as what these
+methods achieve with minutes of CPU, and use ``paper`` on a GPU for the paper's scale.
 
 ``gpu`` lies between: 128 px, bf16, 500 pre-training steps of 256 pairs and 300 fine-tuning
 steps of 64 images, sized so that the full ``phantom`` suite (480 runs, 110 stages) takes about
