@@ -8,10 +8,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
-from fetalbench.data.fetal_planes_db import CSV_NAME
+from fetalbench.data.fetal_planes_db import CSV_NAME, read_metadata
 from fetalbench.profiles import PROFILES
 
 # The official CSV and 57 real images (halved, grayscale), with their licence: tests/data/README.md.
@@ -123,6 +124,17 @@ def make_sample_root(root: Path) -> Path:
     for name in real_names:
         shutil.copyfile(REAL_IMAGES / f"{name}.png", root / "Images" / f"{name}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def real_catalog() -> pd.DataFrame:
+    """The real CSV as a catalog's task-relevant columns (no images: for split and task tests)."""
+    table = read_metadata(REAL_CSV)
+    return pd.DataFrame({
+        "image_name": table["Image_name"], "patient": table["Patient_num"].astype(int),
+        "plane": table["Plane"], "brain_plane": table["Brain_plane"],
+        "machine": table["US_Machine"], "train": table["Train"] == "1",
+    })
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REAL_CSV
-from fetalbench.data.fetal_planes_db import read_metadata
 from fetalbench.data.phantom.render import PhantomSettings, plan_phantom, render
 from fetalbench.data.splits import split_task
 from fetalbench.data.tasks import TASKS, CrossMachineTask
@@ -28,16 +26,6 @@ STATED = {
     ),
 }
 """Training (Voluson E6) and test (Aloka) images per class, as the tasks' docstrings state."""
-
-
-@pytest.fixture(scope="module")
-def real_catalog() -> pd.DataFrame:
-    table = read_metadata(REAL_CSV)
-    return pd.DataFrame({
-        "image_name": table["Image_name"], "patient": table["Patient_num"].astype(int),
-        "plane": table["Plane"], "brain_plane": table["Brain_plane"],
-        "machine": table["US_Machine"], "train": table["Train"] == "1",
-    })
 
 
 @pytest.mark.parametrize("name", sorted(STATED))

@@ -8,21 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REAL_CSV
-from fetalbench.data.fetal_planes_db import read_metadata
 from fetalbench.data.splits import DEFAULT_FRACTIONS, nested_labelled_subsets, split_task
 from fetalbench.data.tasks import TASKS
 from fetalbench.errors import FetalbenchError
-
-
-@pytest.fixture(scope="module")
-def real_catalog() -> pd.DataFrame:
-    table = read_metadata(REAL_CSV)
-    return pd.DataFrame({
-        "image_name": table["Image_name"], "patient": table["Patient_num"].astype(int),
-        "plane": table["Plane"], "brain_plane": table["Brain_plane"],
-        "train": table["Train"] == "1",
-    })
 
 
 @pytest.mark.parametrize("task_name", ["planes", "brain"])
