@@ -26,7 +26,7 @@ BASE = RunRequest(method="simclr", task="planes", dataset="fetal_planes_db",
                   pool="task", profile="smoke")
 OTHER_VALUE = {"method": "simclr_imagenet", "task": "brain", "dataset": "phantom",
                "data_root": Path("other-root"), "fraction": 0.5, "seed": 1,
-               "protocol": "linear", "pool": "dataset", "profile": "quick"}
+               "protocol": "linear", "pool": "dataset", "profile": "quick", "validation": "scaled"}
 """For every field of a request, another value of it."""
 
 
