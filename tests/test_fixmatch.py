@@ -9,14 +9,14 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from test_methods import tiny_context
 
 from conftest import TINY
 from fetalbench.methods import METHODS
-from fetalbench.methods.api import MethodContext, TaskData
+from fetalbench.methods.api import MethodContext
 from fetalbench.methods.fixmatch import fixmatch_loss, fixmatch_settings, train_fixmatch
 from fetalbench.methods.supervised import train_supervised
 from fetalbench.profiles import Profile
-from fetalbench.runs.spec import RunSpec
 
 SHORT = dataclasses.replace(TINY, name="fixmatch-test", batch_size=2, downstream_steps=6,
                             validations=2, pretrain_steps=1, pretrain_batch_size=8)
@@ -26,16 +26,8 @@ epoch, and validation (model selection) runs twice."""
 
 def context(cache_root: Path, method: str = "fixmatch", profile: Profile = SHORT,
             logs: list[str] | None = None) -> MethodContext:
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (24, 1, 32, 32), dtype=torch.uint8, generator=generator)
-    labels = torch.arange(24) % 3
-    data = TaskData(classes=("a", "b", "c"), labelled_images=images[:8],
-                    labelled_labels=labels[:8], validation_images=images[8:14],
-                    validation_labels=labels[8:14], unlabelled_images=images)
-    spec = RunSpec(method=method, task="brain", dataset="test", dataset_fingerprint="test",
-                   fraction=0.5, seed=0, protocol="finetune", pool="task", profile=profile)
-    return MethodContext(spec, data, cache_root,
-                         log=(logs.append if logs is not None else lambda _: None))
+    return tiny_context(method, cache_root, profile,
+                        log=logs.append if logs is not None else lambda _: None)
 
 
 def test_pseudo_labels_below_the_threshold_contribute_no_loss() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,9 @@ ONE_STEP = TINY.__class__(**{**TINY.__dict__, "name": "one-step", "downstream_st
 
 
 def tiny_context(method: str, cache_root: Path, profile: Profile = ONE_STEP,
-                 protocol: str = "finetune") -> MethodContext:
+                 protocol: str = "finetune",
+                 log: Callable[[str], None] = lambda _: None) -> MethodContext:
+    """A method's context on 24 random 32 px images (8 labelled, 6 validation, all unlabelled)."""
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (24, 1, 32, 32), dtype=torch.uint8, generator=generator)
     labels = torch.arange(24) % 3
@@ -33,7 +36,7 @@ def tiny_context(method: str, cache_root: Path, profile: Profile = ONE_STEP,
                     validation_labels=labels[8:14], unlabelled_images=images)
     spec = RunSpec(method=method, task="brain", dataset="test", dataset_fingerprint="test",
                    fraction=0.5, seed=0, protocol=protocol, pool="task", profile=profile)
-    return MethodContext(spec, data, cache_root, log=lambda _: None)
+    return MethodContext(spec, data, cache_root, log=log)
 
 
 def test_at_least_fourteen_methods_with_descriptions() -> None:

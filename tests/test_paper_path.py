@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_ssl_objectives import TinyBackbone
 from torch import nn
 
 from conftest import REAL_CSV, real_csv_lines, stand_in_png
@@ -135,17 +136,6 @@ class CriterionSpy(nn.Module):
         tensors = [t for x in inputs for t in (x if isinstance(x, list) else [x])]
         self.calls.append((torch.is_autocast_enabled("cpu"), {t.dtype for t in tensors}))
         return self.criterion(*inputs, **options)
-
-
-class TinyBackbone(nn.Module):
-    num_features = 16
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, self.num_features, 3, stride=2)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.conv(images).mean(dim=(2, 3))
 
 
 @pytest.mark.parametrize("objective", [
