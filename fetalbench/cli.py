@@ -291,7 +291,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if args.sample:
         records = sample_cheap_records(args.records, args.sample, args.sample_seed,
                                        args.max_seconds)
-        print(f"sample of {len(records)} record(s) run in at most {args.max_seconds:g} s "
+        print(f"sample of {len(records)} record(s) rerun in at most {args.max_seconds:g} s "
               f"(seed {args.sample_seed}): {', '.join(map(str, records))}")
     else:
         records = records_under(args.records)
@@ -497,8 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--sample-seed", type=_seed, default=0,
                            help="seed of the --sample draw (default 0)")
     reproduce.add_argument("--max-seconds", type=float, default=90.0,
-                           help="with --sample: records whose recorded run took at most this "
-                           "long (default 90)")
+                           help="with --sample: records whose rerun costs at most this long, "
+                           "a reused pre-training stage included (default 90)")
     reproduce.add_argument("--data-root", type=_input_folder,
                            help="FETAL_PLANES_DB folder (for records made on it)")
     reproduce.add_argument("--tolerance", type=float, default=0.0,

@@ -19,6 +19,7 @@ from fetalbench.runs.reproduce import (
     compare_metrics,
     flatten_metrics,
     reproduce_record,
+    reproduction_seconds,
     sample_cheap_records,
 )
 from fetalbench.runs.spec import RunRequest
@@ -135,3 +136,14 @@ def test_the_sample_is_seeded_and_takes_only_cheap_records(smoke_record: Path,
     assert len(draws) > 1
     with pytest.raises(FetalbenchError, match="only 3 reproducible record"):
         sample_cheap_records([tmp_path], 4, seed=0, max_seconds=60)
+
+
+def test_a_reused_pre_training_stage_counts_in_what_a_rerun_costs(smoke_record: Path) -> None:
+    record = json.loads(smoke_record.read_text())
+    record["timings"]["total_s"] = 20.0
+    record["method_notes"] = {"pretraining": {"reused": True, "seconds": 100.0}}
+    assert reproduction_seconds(record) == 120.0
+    record["method_notes"]["pretraining"]["reused"] = False  # already inside total_s
+    assert reproduction_seconds(record) == 20.0
+    del record["method_notes"]
+    assert reproduction_seconds(record) == 20.0

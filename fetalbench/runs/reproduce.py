@@ -144,20 +144,31 @@ def same_machine_kind(record: dict) -> bool:
             and recorded.get("cpu_capability") == here["cpu_capability"])
 
 
+def reproduction_seconds(record: dict) -> float:
+    """What rerunning ``record`` costs, from its timings: the run's own seconds, plus those of
+    the pre-training stage it reused from the cache (a reproduction trains it again)."""
+    seconds = record.get("timings", {}).get("total_s", math.inf)
+    pretraining = (record.get("method_notes") or {}).get("pretraining") or {}
+    if pretraining.get("reused"):
+        seconds += pretraining.get("seconds", math.inf)
+    return seconds
+
+
 def sample_cheap_records(paths: list[Path], count: int, seed: int,
                          max_seconds: float) -> list[Path]:
     """A seeded random sample of ``count`` reproducible records among ``paths`` (files or
-    folders) whose recorded run took at most ``max_seconds``, in file order."""
+    folders) whose rerun costs at most ``max_seconds`` (:func:`reproduction_seconds`), in file
+    order."""
     cheap = []
     for path in records_under(paths):
         try:
             record = read_reproducible_record(path)
         except FetalbenchError:
             continue
-        if record.get("timings", {}).get("total_s", math.inf) <= max_seconds:
+        if reproduction_seconds(record) <= max_seconds:
             cheap.append(path)
     if len(cheap) < count:
-        raise FetalbenchError(f"only {len(cheap)} reproducible record(s) ran in at most "
+        raise FetalbenchError(f"only {len(cheap)} reproducible record(s) rerun in at most "
                               f"{max_seconds:g} s; raise --max-seconds or lower --sample")
     chosen = set(random.Random(seed).sample(cheap, count))
     return [path for path in cheap if path in chosen]
