@@ -35,6 +35,16 @@ def test_built_in_suites_load_and_meet_their_brief() -> None:
     assert load_suite("paper").dataset == "fetal_planes_db"
 
 
+
+def test_the_committed_boards_suites_are_parts_of_the_full_phantom_board() -> None:
+    """Every run of a ``phantom_*`` suite is a run of ``phantom``, so ``grid --suite phantom``
+    resumes from the records they committed instead of running beside them."""
+    full = set(load_suite("phantom").requests(None))
+    parts = [name for name in available_suites() if name.startswith("phantom_")]
+    assert {"phantom_core", "phantom_core_planes", "phantom_baselines"} <= set(parts)
+    for name in parts:
+        assert set(load_suite(name).requests(None)) <= full, name
+
 def test_end_to_end_method_gets_no_linear_runs(tmp_path: Path) -> None:
     suite_file = write_suite(tmp_path / "s.toml", methods=["supervised_scratch", "dual_task"],
                              protocols=["finetune", "linear"])
