@@ -145,5 +145,7 @@ def test_a_reused_pre_training_stage_counts_in_what_a_rerun_costs(smoke_record: 
     assert reproduction_seconds(record) == 120.0
     record["method_notes"]["pretraining"]["reused"] = False  # already inside total_s
     assert reproduction_seconds(record) == 20.0
+    record["method_notes"]["pretraining"] = {"reused": True}  # as committed records have it
+    assert reproduction_seconds(record) == float("inf")
     del record["method_notes"]
     assert reproduction_seconds(record) == 20.0

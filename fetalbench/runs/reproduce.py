@@ -146,7 +146,9 @@ def same_machine_kind(record: dict) -> bool:
 
 def reproduction_seconds(record: dict) -> float:
     """What rerunning ``record`` costs, from its timings: the run's own seconds, plus those of
-    the pre-training stage it reused from the cache (a reproduction trains it again)."""
+    the pre-training stage it reused from the cache (a reproduction trains it again); unbounded
+    when the record does not say how long that stage took (records of a reused stage name its
+    checkpoint, not its seconds, which only the record that trained it holds)."""
     seconds = record.get("timings", {}).get("total_s", math.inf)
     pretraining = (record.get("method_notes") or {}).get("pretraining") or {}
     if pretraining.get("reused"):
