@@ -21,6 +21,7 @@ from fetalbench.runs.reproduce import (
     reproduce_record,
     reproduction_seconds,
     sample_cheap_records,
+    stage_seconds,
 )
 from fetalbench.runs.spec import RunRequest
 
@@ -140,12 +141,17 @@ def test_the_sample_is_seeded_and_takes_only_cheap_records(smoke_record: Path,
 
 def test_a_reused_pre_training_stage_counts_in_what_a_rerun_costs(smoke_record: Path) -> None:
     record = json.loads(smoke_record.read_text())
-    record["timings"]["total_s"] = 20.0
-    record["method_notes"] = {"pretraining": {"reused": True, "seconds": 100.0}}
-    assert reproduction_seconds(record) == 120.0
-    record["method_notes"]["pretraining"]["reused"] = False  # already inside total_s
-    assert reproduction_seconds(record) == 20.0
-    record["method_notes"]["pretraining"] = {"reused": True}  # as committed records have it
-    assert reproduction_seconds(record) == float("inf")
-    del record["method_notes"]
-    assert reproduction_seconds(record) == 20.0
+    def with_stage(total_s: float, checkpoint: str, **pretraining) -> dict:
+        return {**record, "timings": {"total_s": total_s},
+                "method_notes": {"pretraining": {"checkpoint": checkpoint, **pretraining}}}
+
+    trainer = with_stage(130.0, "pretrain/a.safetensors", reused=False, seconds=100.0)
+    reuser = with_stage(20.0, "pretrain/a.safetensors", reused=True)  # as committed records are
+    orphan = with_stage(20.0, "pretrain/b.safetensors", reused=True)
+    stages = stage_seconds([trainer, reuser, orphan])
+    assert stages == {"pretrain/a.safetensors": 100.0}
+    assert reproduction_seconds(trainer, stages) == 130.0  # its stage is inside total_s
+    assert reproduction_seconds(reuser, stages) == 120.0
+    assert reproduction_seconds(orphan, stages) == float("inf")
+    supervised = {**record, "timings": {"total_s": 20.0}, "method_notes": {}}
+    assert reproduction_seconds(supervised, stages) == 20.0

@@ -144,15 +144,25 @@ def same_machine_kind(record: dict) -> bool:
             and recorded.get("cpu_capability") == here["cpu_capability"])
 
 
-def reproduction_seconds(record: dict) -> float:
-    """What rerunning ``record`` costs, from its timings: the run's own seconds, plus those of
-    the pre-training stage it reused from the cache (a reproduction trains it again); unbounded
-    when the record does not say how long that stage took (records of a reused stage name its
-    checkpoint, not its seconds, which only the record that trained it holds)."""
+def stage_seconds(records: list[dict]) -> dict[str, float]:
+    """How long each pre-training stage took, by checkpoint, from the records that trained it
+    (a record that reused a stage names its checkpoint only)."""
+    trained = {}
+    for record in records:
+        pretraining = (record.get("method_notes") or {}).get("pretraining") or {}
+        if pretraining and not pretraining.get("reused"):
+            trained[pretraining["checkpoint"]] = pretraining["seconds"]
+    return trained
+
+
+def reproduction_seconds(record: dict, stages: dict[str, float]) -> float:
+    """What rerunning ``record`` costs: the run's own seconds, plus, for a record that reused a
+    pre-training stage, that stage's seconds from ``stages`` (:func:`stage_seconds`), since a
+    reproduction trains it again; unbounded when no record among them trained it."""
     seconds = record.get("timings", {}).get("total_s", math.inf)
     pretraining = (record.get("method_notes") or {}).get("pretraining") or {}
     if pretraining.get("reused"):
-        seconds += pretraining.get("seconds", math.inf)
+        seconds += stages.get(pretraining.get("checkpoint"), math.inf)
     return seconds
 
 
@@ -161,14 +171,15 @@ def sample_cheap_records(paths: list[Path], count: int, seed: int,
     """A seeded random sample of ``count`` reproducible records among ``paths`` (files or
     folders) whose rerun costs at most ``max_seconds`` (:func:`reproduction_seconds`), in file
     order."""
-    cheap = []
+    reproducible = {}
     for path in records_under(paths):
         try:
-            record = read_reproducible_record(path)
+            reproducible[path] = read_reproducible_record(path)
         except FetalbenchError:
             continue
-        if reproduction_seconds(record) <= max_seconds:
-            cheap.append(path)
+    stages = stage_seconds(list(reproducible.values()))
+    cheap = [path for path, record in reproducible.items()
+             if reproduction_seconds(record, stages) <= max_seconds]
     if len(cheap) < count:
         raise FetalbenchError(f"only {len(cheap)} reproducible record(s) rerun in at most "
                               f"{max_seconds:g} s; raise --max-seconds or lower --sample")
