@@ -16,7 +16,7 @@ from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 
 from fetalbench.methods.backbones import GrayscaleBackbone
-from fetalbench.methods.objective import Objective, momentum_copy, momentum_step
+from fetalbench.methods.objective import ChanceLevel, Objective, momentum_copy, momentum_step
 from fetalbench.methods.pretraining import register_two_stage
 
 
@@ -52,6 +52,20 @@ class BYOL(Objective):
             target_a = self.target_projection(self.target_backbone(view_a))
             target_b = self.target_projection(self.target_backbone(view_b))
         return 0.5 * (self.criterion(online_a, target_b) + self.criterion(online_b, target_a))
+
+    def chance_level(self, batch_size: int) -> ChanceLevel:
+        """0, whatever the batch.
+
+        The loss is the negative cosine similarity between the online network's prediction of
+        one view and the target's projection of the other, averaged over the batch and the two
+        directions. For outputs of the two views that are independent and centred (e.g.
+        independent isotropic random vectors) the expected cosine is 0, so the expected loss is
+        0. It is no floor: collapse (every output the same vector) reaches the minimum, -1, with
+        nothing learned. For this objective a loss below 0 is needed but not enough: the k-NN
+        probe, not the loss, decides whether the stage learned.
+        """
+        return ChanceLevel(0.0, "0: expected negative cosine of independent, centred outputs "
+                                "(collapse reaches -1)")
 
 
 register_two_stage(

@@ -25,6 +25,7 @@ an image.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +35,7 @@ from lightly.models.utils import deactivate_requires_grad
 
 from fetalbench.methods.backbones import GrayscaleBackbone
 from fetalbench.methods.objective import (
+    ChanceLevel,
     Objective,
     momentum_copy,
     momentum_step,
@@ -111,6 +113,23 @@ class DINO(Objective):
         with torch.autocast(view_a.device.type, enabled=False):
             return self.criterion([t.float() for t in teacher], [s.float() for s in student],
                                   teacher_temp=self.teacher_temperature(progress))
+
+    def chance_level(self, batch_size: int) -> ChanceLevel:
+        """``ln K`` for K prototypes (``output_dim``), whatever the batch.
+
+        lightly's loss is the mean, over the two cross-view pairs (teacher of one view, student
+        of the other) and the batch, of the cross-entropy ``H(p_t, p_s) = -Σ_k p_t,k log
+        p_s,k`` (the sum over pairs is divided by their number, 2, not summed). A uniform student
+        gives ``ln K`` for any teacher. A student independent of the teacher does no better in
+        expectation: ``E[H] = -Σ_k E[p_t,k] E[log p_s,k] ≥ -Σ_k t_k log s_k ≥ H(t)`` with t and
+        s the mean outputs (Jensen, then Gibbs), and ``H(t) = ln K`` when the teacher's mean
+        output is uniform, which its centring aims at. Collapse to a uniform output gives ``ln
+        K``; only a teacher collapsed onto one prototype, which centring prevents, would let the
+        loss fall to 0.
+        """
+        k = self.settings.output_dim
+        return ChanceLevel(math.log(k), f"ln K = ln({k}): cross-entropy of a uniform student "
+                                        f"over K = {k} prototypes")
 
     def after_backward(self, progress: float) -> None:
         """Drop the gradient of the student's last layer while it is frozen (DINO's

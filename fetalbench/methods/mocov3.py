@@ -21,6 +21,7 @@ to the batches of 32 to 256 here. Momentum rises from 0.99 to 1 on a cosine sche
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -32,7 +33,12 @@ from lightly.utils import dist
 from torch import nn
 
 from fetalbench.methods.backbones import GrayscaleBackbone
-from fetalbench.methods.objective import Objective, momentum_copy, momentum_step
+from fetalbench.methods.objective import (
+    ChanceLevel,
+    Objective,
+    momentum_copy,
+    momentum_step,
+)
 from fetalbench.methods.pretraining import register_two_stage
 
 
@@ -98,6 +104,22 @@ class MoCoV3(Objective):
         temperature = self.settings.temperature
         return (mocov3_contrastive_loss(query_a, key_b, temperature)
                 + mocov3_contrastive_loss(query_b, key_a, temperature))
+
+    def chance_level(self, batch_size: int) -> ChanceLevel:
+        """``2 · 2τ · ln N`` for N pairs.
+
+        Each direction is ``ctr(q, k) = 2τ · CE(q·kᵀ/τ)`` over the N keys of the global batch
+        (:func:`mocov3_contrastive_loss` gathers the keys under DDP); equal logits make the
+        cross-entropy ``ln N``, and queries independent of the keys do no better in expectation
+        (every key's expected similarity equals the positive's, and the log-sum-exp is convex).
+        The loss sums the two directions (the paper's Algorithm 1), hence the factor 2.
+        """
+        tau = self.settings.temperature
+        return ChanceLevel(
+            4 * tau * math.log(batch_size),
+            f"2 * 2tau * ln N = 4 * {tau:g} * ln({batch_size}): ctr(q, k) over N = {batch_size} "
+            "keys, summed over the two directions",
+        )
 
 
 register_two_stage(

@@ -12,6 +12,7 @@ temperature 0.2 at every profile; the hidden layer is 512 wide at ``quick`` and 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +20,12 @@ from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 
 from fetalbench.methods.backbones import GrayscaleBackbone
-from fetalbench.methods.objective import Objective
+from fetalbench.methods.objective import (
+    ChanceLevel,
+    Objective,
+    pairs_per_process,
+    per_process_note,
+)
 from fetalbench.methods.pretraining import register_two_stage
 from fetalbench.profiles import Profile
 
@@ -46,6 +52,28 @@ class SimCLR(Objective):
 
     def loss(self, view_a: torch.Tensor, view_b: torch.Tensor, progress: float) -> torch.Tensor:
         return self.criterion(self.project(view_a), self.project(view_b))
+
+    def chance_level(self, batch_size: int) -> ChanceLevel:
+        """``ln(2N-1)`` for N pairs.
+
+        lightly's NT-Xent scores each of the 2N embeddings against 2N-1 candidates, the other
+        view of its image (the positive) and both views of the N-1 other images, and takes the
+        cross-entropy of the positive. Equal logits give ``ln(2N-1)``. Outputs independent of the
+        pairing do no better in expectation: every candidate's expected similarity equals the
+        positive's, and the log-sum-exp is convex (Jensen), so the expected loss is at least
+        ``ln(2N-1)``; collapse reaches it exactly. Independent random embeddings in D dimensions
+        sit above it by about ``1/(2Dτ²)``, the variance of their logits over two.
+
+        N is the batch one process's loss sees: the criterion is built without
+        ``gather_distributed``, so under DDP each of W processes contrasts its own N/W pairs
+        (:func:`~fetalbench.methods.objective.pairs_per_process`).
+        """
+        pairs = pairs_per_process(batch_size)
+        return ChanceLevel(
+            math.log(2 * pairs - 1),
+            f"ln(2N-1) = ln({2 * pairs - 1}): NT-Xent over N = {pairs} pairs"
+            + per_process_note(pairs, batch_size),
+        )
 
 
 def simclr_settings(profile: Profile, _pool_size: int = 0) -> SimCLRSettings:

@@ -15,7 +15,7 @@ from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
 
 from fetalbench.methods.backbones import GrayscaleBackbone
-from fetalbench.methods.objective import Objective
+from fetalbench.methods.objective import ChanceLevel, Objective
 from fetalbench.methods.pretraining import register_two_stage
 
 
@@ -40,6 +40,20 @@ class SimSiam(Objective):
         z_b = self.projection(self.backbone(view_b))
         p_a, p_b = self.prediction(z_a), self.prediction(z_b)
         return 0.5 * (self.criterion(p_a, z_b.detach()) + self.criterion(p_b, z_a.detach()))
+
+    def chance_level(self, batch_size: int) -> ChanceLevel:
+        """0, whatever the batch.
+
+        The loss is the negative cosine similarity between the prediction of one view and the
+        (stop-gradient) projection of the other, averaged over the batch and the two directions.
+        For outputs of the two views that are independent and centred (e.g. independent
+        isotropic random vectors) the expected cosine is 0, so the expected loss is 0. It is no
+        floor: collapse (every output the same vector) reaches the minimum, -1, with nothing
+        learned. For this objective a loss below 0 is needed but not enough: the k-NN probe, not
+        the loss, decides whether the stage learned.
+        """
+        return ChanceLevel(0.0, "0: expected negative cosine of independent, centred outputs "
+                                "(collapse reaches -1)")
 
 
 register_two_stage(

@@ -35,6 +35,7 @@ Sizes for the pool (:func:`swav_settings`):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -47,7 +48,7 @@ from lightly.utils import dist
 from torch import nn
 
 from fetalbench.methods.backbones import GrayscaleBackbone
-from fetalbench.methods.objective import Objective, power_of_two_at_most
+from fetalbench.methods.objective import ChanceLevel, Objective, power_of_two_at_most
 from fetalbench.methods.pretraining import register_two_stage
 from fetalbench.profiles import Profile
 
@@ -109,6 +110,22 @@ class SwAV(Objective):
                     for v in (view_a, view_b)]
         scores = [self.prototypes(f) for f in features]
         return self.criterion(scores, [], self.queued_scores(features, progress))
+
+    def chance_level(self, batch_size: int) -> ChanceLevel:
+        """``ln K`` for K prototypes, whatever the batch.
+
+        lightly's SwaVLoss, for the two views here: for each view i, the codes q of its batch
+        (Sinkhorn-Knopp over the batch and the queue; each image's code sums to 1 and the
+        prototypes share the batch equally) are predicted from the other view's scores by the
+        cross-entropy ``-Σ_k q_k log softmax(z/τ)_k``; each view's term is divided by the
+        ``n_crops - 1 = 1`` other crops and the two are averaged (divided by the 2 views), not
+        summed. Uniform scores give ``ln K``. Scores independent of the codes do no better in
+        expectation (Jensen, then Gibbs, with the codes' mean uniform), and collapse cannot go
+        below it either: Sinkhorn spreads identical scores evenly over the prototypes.
+        """
+        k = self.settings.prototypes
+        return ChanceLevel(math.log(k), f"ln K = ln({k}): cross-entropy of uniform scores over "
+                                        f"K = {k} prototypes, averaged over the two views")
 
     @torch.no_grad()
     def queued_scores(

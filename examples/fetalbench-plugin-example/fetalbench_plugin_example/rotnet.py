@@ -3,7 +3,8 @@ Rotations", ICLR 2018.
 
 Each unlabelled image is rotated by 0, 90, 180 or 270 degrees and the network learns to predict
 which: a classifier can only tell the rotation if it recognises what the image shows and which
-way up it belongs. The loss is the cross-entropy of a rotation head on the backbone's features.
+way up it belongs. The loss is the cross-entropy of a rotation head on the backbone's features;
+its chance level (:meth:`RotNet.chance_level`) is ``ln 4``.
 
 Here both augmented views of a batch are rotated. At ``quick`` each image gets one rotation and
 every rotation gets a quarter of the batch; at ``paper`` every image appears in all four
@@ -22,11 +23,13 @@ unlabelled pool, cached and shared across label fractions, then fine-tuning or a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from fetalbench.api import GrayscaleBackbone, Objective, register_two_stage
+from fetalbench.methods.objective import ChanceLevel
 from torch import nn
 
 ROTATIONS = 4
@@ -83,6 +86,16 @@ class RotNet(Objective):
         rotate = rotate_all if self.settings.all_rotations else rotate_balanced
         rotated, labels = rotate(views)
         return F.cross_entropy(self.head(self.backbone(rotated)), labels)
+
+    def chance_level(self, batch_size: int) -> ChanceLevel:
+        """``ln 4``, whatever the batch: the cross-entropy of a uniform prediction over the four
+        rotations. The rotations are balanced in every batch (all four of each image, or a
+        quarter of the images each), so a prediction that ignores the image does no better in
+        expectation (Gibbs' inequality: the best such prediction is the rotations' frequencies,
+        uniform). A loss clearly below it shows the rotation is recognised; on ultrasound perhaps
+        from the sector's outline alone, which is why the k-NN probe is checked too."""
+        return ChanceLevel(math.log(ROTATIONS),
+                           f"ln 4: cross-entropy of a uniform prediction over {ROTATIONS} rotations")
 
 
 register_two_stage(
