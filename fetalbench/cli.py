@@ -145,8 +145,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"in {outcome.record['timings']['total_s']:.0f}s on {execution.threads} CPU "
             f"thread(s)"
         )
+        print(learning_summary(outcome.record["learning"]))
     print(f"record: {outcome.record_path}")
     return 0
+
+
+def learning_summary(section: dict) -> str:
+    """One line per checked stage of a record's ``learning`` section, after the run's verdict."""
+    lines = [f"learning check: {section['verdict']}"]
+    for stage in section["stages"]:
+        chance = ("" if stage["chance_loss"] is None
+                  else f" (chance {stage['chance_loss']:.3f})")
+        probe = ("" if stage["probe_start"] is None
+                 else f", k-NN probe {stage['probe_start']:.3f} -> {stage['probe_end']:.3f}")
+        best = "" if stage["best_step"] is None else f", best step {stage['best_step']}"
+        reasons = "".join(f"; {reason}" for reason in stage["reasons"])
+        lines.append(f"  {stage['name']}: {stage['verdict']}, final loss "
+                     f"{stage['final_loss']:.3f}{chance}{probe}, {stage['steps_run']} of "
+                     f"{stage['steps']} steps{best}{reasons}")
+    return "\n".join(lines)
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -358,9 +375,21 @@ def _cmd_data_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from fetalbench.data.phantom.calibration import calibrate, format_calibration
+    from fetalbench.data.phantom.calibration import (
+        calibration_report,
+        measure_calibration,
+        record_calibration,
+    )
 
-    print(format_calibration(calibrate(cache_dir(), args.resolution, args.seed)))
+    command = f"fetalbench calibrate --profile {args.profile}"
+    if args.resolution is not None:
+        command += f" --resolution {args.resolution}"
+    if args.seed:
+        command += f" --seed {args.seed}"
+    fresh = measure_calibration(cache_dir(), args.profile, args.resolution, args.seed, command)
+    print(calibration_report(fresh))
+    if args.record:
+        print(f"recorded in {record_calibration(fresh)}")
     return 0
 
 
@@ -543,9 +572,15 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate = commands.add_parser(
         "calibrate", help="measure the phantom's difficulty with a fixed ImageNet linear probe"
     )
-    calibrate.add_argument("--resolution", type=_resolution, default=128,
-                           help=f"probe input size, at least {MIN_RESOLUTION} (default 128)")
+    calibrate.add_argument("--profile", default="quick", choices=list(PROFILES),
+                           help="whose resolution the probe uses (default quick)")
+    calibrate.add_argument("--resolution", type=_resolution, default=None,
+                           help=f"probe input size, at least {MIN_RESOLUTION}; overrides the "
+                                f"profile's")
     calibrate.add_argument("--seed", type=_seed, default=0, help="seed of the 5%% subset")
+    calibrate.add_argument("--record", action="store_true",
+                           help="write the numbers into the committed calibration.json "
+                                "(docs/calibration.md)")
     calibrate.set_defaults(handler=_cmd_calibrate)
     return parser
 

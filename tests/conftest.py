@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -13,17 +12,15 @@ import pytest
 from PIL import Image
 
 from fetalbench.data.fetal_planes_db import CSV_NAME, read_metadata
-from fetalbench.profiles import PROFILES
+from fetalbench.profiles import PROFILES, fixed_steps
 
 # The official CSV and 57 real images (halved, grayscale), with their licence: tests/data/README.md.
 REAL_DATA = Path(__file__).resolve().parent / "data" / "fetal_planes_db"
 REAL_CSV = REAL_DATA / CSV_NAME
 REAL_IMAGES = REAL_DATA / "images_sample"
 
-TINY = dataclasses.replace(
-    PROFILES["smoke"], name="tiny", batch_size=8, downstream_steps=4, pretrain_steps=2,
-    pretrain_batch_size=8,
-)
+TINY = fixed_steps(PROFILES["smoke"], finetune=4, pretrain=2, name="tiny", batch_size=8,
+                   pretrain_batch_size=8)
 
 
 # The tests' small grid on real CSV rows: two methods (one pre-training), two fractions.

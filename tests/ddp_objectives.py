@@ -30,10 +30,10 @@ from fetalbench.methods.nnclr import NNCLR, nnclr_settings
 from fetalbench.methods.objective import Objective
 from fetalbench.methods.pretraining import PretrainModule
 from fetalbench.methods.swav import SwAV, swav_settings
-from fetalbench.profiles import PROFILES
+from fetalbench.profiles import PROFILES, fixed_steps
 
-PROFILE = dataclasses.replace(PROFILES["smoke"], name="ddp", pretrain_steps=3,
-                              pretrain_batch_size=8)
+PROFILE = fixed_steps(PROFILES["smoke"], finetune=1, pretrain=3, name="ddp",
+                      pretrain_batch_size=8)
 POOL = 32
 PHASE = 0.3
 """Frozen before it, queues started at it: step 0 is frozen (progress 0), steps 1-2 are not."""
@@ -67,7 +67,7 @@ def pretrain(objective_class: type[Objective], settings: object) -> dict:
     objective = objective_class(create_backbone(PROFILE.backbone, "random"), settings)
     losses = StepLosses()
     execution = Execution(devices=2)
-    trainer = make_trainer(PROFILE, PROFILE.pretrain_steps, [losses], execution, max_epochs=-1,
+    trainer = make_trainer(PROFILE, PROFILE.pretrain_max_steps, [losses], execution, max_epochs=-1,
                            enable_checkpointing=False)
     trainer.fit(PretrainModule(objective, PROFILE),
                 batches(TensorDataset(images), PROFILE.pretrain_batch_size, execution.world_size))

@@ -16,10 +16,10 @@ from fetalbench.methods import METHODS
 from fetalbench.methods.api import MethodContext
 from fetalbench.methods.fixmatch import fixmatch_loss, fixmatch_settings, train_fixmatch
 from fetalbench.methods.supervised import train_supervised
-from fetalbench.profiles import Profile
+from fetalbench.profiles import Profile, fixed_steps
 
-SHORT = dataclasses.replace(TINY, name="fixmatch-test", batch_size=2, downstream_steps=6,
-                            validations=2, pretrain_steps=1, pretrain_batch_size=8)
+SHORT = fixed_steps(TINY, finetune=6, pretrain=1, name="fixmatch-test", batch_size=2,
+                    validations=2, pretrain_batch_size=8)
 """Six steps of batches of 2 from 8 labelled images: the labelled loader starts a second
 epoch, and validation (model selection) runs twice."""
 

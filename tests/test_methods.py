@@ -15,13 +15,12 @@ import torch
 from conftest import TINY
 from fetalbench.methods import METHODS
 from fetalbench.methods.api import MethodContext, TaskData
-from fetalbench.profiles import Profile
+from fetalbench.profiles import Profile, fixed_steps
 from fetalbench.runs.execute import execute_run
 from fetalbench.runs.spec import RunRequest, RunSpec
 
-ONE_STEP = TINY.__class__(**{**TINY.__dict__, "name": "one-step", "downstream_steps": 1,
-                             "validations": 1, "pretrain_steps": 1, "batch_size": 4,
-                             "pretrain_batch_size": 8})
+ONE_STEP = fixed_steps(TINY, finetune=1, pretrain=1, name="one-step", validations=1,
+                       batch_size=4, pretrain_batch_size=8)
 
 
 def tiny_context(method: str, cache_root: Path, profile: Profile = ONE_STEP,
@@ -97,8 +96,8 @@ def audited_fits(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     return fits
 
 
-AUDIT = dataclasses.replace(ONE_STEP, name="audit", downstream_steps=4, validations=2,
-                            batch_size=2, pretrain_steps=3)
+AUDIT = fixed_steps(ONE_STEP, finetune=4, pretrain=3, name="audit", validations=2,
+                    batch_size=2)
 """Validation after step 2 of an epoch of 4 batches (a frozen backbone must stay in evaluation
 mode across a mid-epoch validation); 3 pre-training steps, so parameters frozen for the first
 steps (SwAV's prototypes) must also move."""

@@ -37,7 +37,8 @@ from fetalbench.profiles import PROFILES, profile_shortened
 from fetalbench.runs.execute import execute_run
 from fetalbench.runs.spec import RunRequest
 
-SHORT = {"pretrain_steps": 2, "downstream_steps": 2, "validations": 1, "batch_size": 2,
+SHORT = {"pretrain_min_steps": 2, "pretrain_max_steps": 2, "finetune_min_steps": 2,
+         "finetune_max_steps": 2, "patience": 0, "validations": 1, "batch_size": 2,
          "pretrain_batch_size": 2, "validation_fraction": 0.5}
 BRAIN_PLANES = ("Trans-thalamic", "Trans-cerebellum", "Trans-ventricular")
 RUNS = [(name, protocol) for name in METHODS.names() for protocol in METHODS.get(name).protocols]
@@ -108,7 +109,7 @@ def test_every_method_runs_the_paper_path(paper_short, results: Path, minimal_ro
     assert record["status"] == "ok"
     assert (profile["name"], profile["precision"],
             profile["channels_last"]) == ("paper", "bf16-mixed", True)
-    assert profile["pretrain_steps"] == profile["downstream_steps"] == 2
+    assert profile["pretrain_max_steps"] == profile["finetune_max_steps"] == 2
     assert 0.0 <= record["metrics"]["macro_f1"] <= 1.0
     assert record["metrics"]["embedding"]["silhouette"] is not None
     pretraining = record["method_notes"].get("pretraining")
@@ -118,8 +119,8 @@ def test_every_method_runs_the_paper_path(paper_short, results: Path, minimal_ro
 
 def test_the_override_lasts_only_within() -> None:
     before = PROFILES["paper"]
-    with profile_shortened("paper", downstream_steps=1) as short:
-        assert PROFILES["paper"] is short and short.downstream_steps == 1
+    with profile_shortened("paper", finetune_max_steps=1) as short:
+        assert PROFILES["paper"] is short and short.finetune_max_steps == 1
         assert short.resolution == before.resolution and short.precision == before.precision
     assert PROFILES["paper"] is before
 

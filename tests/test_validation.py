@@ -21,7 +21,7 @@ from fetalbench.data.fetal_planes_db import (
 )
 from fetalbench.data.tasks import TASKS
 from fetalbench.runs.execute import execute_run
-from fetalbench.runs.migration import current_schema, portable_record
+from fetalbench.runs.migration import portable_record
 from fetalbench.runs.records import record_files, write_record
 from fetalbench.runs.spec import RunRequest, spec_hash
 from fetalbench.runs.validation import validate_record
@@ -108,23 +108,28 @@ def test_migrate_rewrites_old_records_once_and_keeps_everything_else(tmp_path: P
     assert main(["validate", str(results)]) == 0
 
 
-def test_a_schema_1_record_gains_the_fixed_validation_setting_and_moves_to_its_new_name(
-        tmp_path: Path, capsys):
-    path, current = committed_record()
+def test_a_record_of_an_older_schema_is_refused_and_cannot_be_migrated(tmp_path: Path, capsys):
+    """Schema 2 was trained under fixed step budgets and has no learning checks: only a rerun
+    can give them, so validation refuses it and migration leaves it as it is."""
+    _, current = committed_record()
     old = copy.deepcopy(current)
-    del old["spec"]["validation"]
-    old.pop("migrated_from", None)
-    old.update(schema=1, spec_hash=spec_hash(old["spec"]))
-    old_path = tmp_path / path.name.replace(current["spec_hash"], old["spec_hash"])
-    write_record(old_path, old)
+    del old["learning"]
+    old["schema"] = 2
+    write_record(tmp_path / "old.json", old)
     assert checks(old) == {"schema"}
-    migrated = {**current, "migrated_from": 1}
-    assert current_schema(old) == migrated
     assert main(["records", "migrate", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.startswith("migrated 1 of 1 records")
-    assert not old_path.exists()
-    assert json.loads((tmp_path / path.name).read_text()) == migrated
-    assert checks(migrated) == set()
+    assert capsys.readouterr().out.startswith("migrated 0 of 1 records")
+    assert main(["validate", str(tmp_path)]) == 1
+    assert "is not 3, the one this version reads" in capsys.readouterr().out
+
+
+def test_a_learning_verdict_that_its_numbers_do_not_give_is_refused():
+    _, record = committed_record()
+    stage = record["learning"]["stages"][0]
+    stage["final_loss"] = stage["chance_loss"] + 1.0  # at chance, yet still called what it was
+    assert checks(record) == {"learning"}
+    del record["learning"]
+    assert checks(record) == {"learning"}
 
 
 def test_a_fresh_record_keeps_every_test_prediction_and_its_machines(fresh_run):
@@ -182,11 +187,11 @@ def edited(tmp_path: Path, edit) -> Path:
             {r["classes"][0]: r["metrics"]["precision"][r["classes"][0]] / 2}), "precision"),
         (lambda r: r["metrics"].update(balanced_accuracy=1.0), "balanced_accuracy"),
         (lambda r: r["spec"].update(seed=r["spec"]["seed"] + 100), "spec_hash"),
-        (lambda r: r["spec"]["profile"].update(downstream_steps=1), "spec_hash"),
+        (lambda r: r["spec"]["profile"].update(finetune_max_steps=1), "spec_hash"),
         (lambda r: r["metrics"]["confusion_matrix"][0].__setitem__(
             0, r["metrics"]["confusion_matrix"][0][0] + 1), "confusion_matrix"),
         (lambda r: r["metrics"].update(confusion_matrix=[[1, 2], [3, 4]]), "confusion_matrix"),
-        (lambda r: r.update(schema=3), "schema"),
+        (lambda r: r.update(schema=4), "schema"),
         (lambda r: r.pop("split"), "numbers"),
     ],
 )

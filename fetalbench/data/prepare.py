@@ -55,13 +55,15 @@ class RunData:
     labels: np.ndarray
 
     def unlabelled_images(self) -> torch.Tensor:
-        """The pool self-supervised stages learn from: the task's official training images
+        """The pool unlabelled training learns from: the task's official training images
         (``pool="task"``) or the dataset's (``"dataset"``, :meth:`Task.dataset_pool`: every
-        official training image; a cross-machine task's training machine only)."""
+        official training image; a cross-machine task's training machine only), never an image
+        of the validation carve-out (which selects the model) nor of the test set."""
         if self.pool == "task":
             return _image_tensor(self.images, self.split.unlabelled_pool)
-        return _image_tensor(self.all_images,
-                             np.flatnonzero(self.task.dataset_pool(self.source.catalog).to_numpy()))
+        in_pool = self.task.dataset_pool(self.source.catalog).to_numpy().copy()
+        in_pool[self.rows.index.to_numpy()[self.split.validation_carve_out]] = False
+        return _image_tensor(self.all_images, np.flatnonzero(in_pool))
 
     def task_data(self) -> TaskData:
         """The tensors a method receives: labelled, validation and unlabelled images; no test."""
@@ -72,6 +74,9 @@ class RunData:
             validation_images=_image_tensor(self.images, self.split.validation),
             validation_labels=torch.from_numpy(self.labels[self.split.validation]),
             unlabelled_images=self.unlabelled_images(),
+            validation_groups=torch.from_numpy(
+                pd.factorize(self.rows["patient"].to_numpy()[self.split.validation])[0]
+            ),
         )
 
     @property

@@ -13,8 +13,10 @@
   taken in one seeded order until the class has at least ``ceil(fraction * n_class)`` images (one
   image at the least). The order does not depend on the fraction, so subsets are nested: for one
   seed the 5% subset lies inside the 10% subset.
-- The unlabelled pool is every official training image of the task (validation included: a
-  self-supervised stage never sees labels).
+- The unlabelled pool is every official training image of the task outside the validation
+  carve-out: no run, self-supervised or semi-supervised, trains on the images that select its
+  model (``TaskSplit.validation_carve_out`` is the whole carve-out, of which ``scaled``
+  validation uses a part).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class TaskSplit:
     validation: np.ndarray
     test: np.ndarray
     unlabelled_pool: np.ndarray
+    validation_carve_out: np.ndarray
 
 
 def carve_validation(
@@ -136,7 +139,8 @@ def split_task(
     if len(test) == 0:
         raise FetalbenchError("the task has no official test images (Train == 0); check the CSV")
     train_pos, validation_pos = carve_validation(rows.iloc[train_all], validation_fraction, seed)
-    train, held_out = train_all[train_pos], train_all[validation_pos]
+    train, carved = train_all[train_pos], train_all[validation_pos]
+    held_out = carved
     labelled_pos = nested_labelled_subsets(rows.iloc[train], (fraction,), seed)[fraction]
     labelled = train[labelled_pos]
     if validation == "scaled":
@@ -148,5 +152,6 @@ def split_task(
         train=train,
         validation=held_out,
         test=test,
-        unlabelled_pool=train_all,
+        unlabelled_pool=train,
+        validation_carve_out=carved,
     )

@@ -28,7 +28,7 @@ from fetalbench.methods.engine import show_progress_bars
 from fetalbench.methods.pretraining import stage_group
 from fetalbench.orchestrate.suites import Suite, load_suite
 from fetalbench.paths import cache_dir
-from fetalbench.profiles import Profile, get_profile, profile_shortened
+from fetalbench.profiles import Profile, fixed_budgets, get_profile, profile_shortened
 from fetalbench.runs.execute import execute_run
 from fetalbench.runs.spec import RunRequest
 from fetalbench.storage.atomic import write_bytes_atomic
@@ -47,12 +47,11 @@ class Scale:
     small: dict  # what the CPU version changes in every profile it runs (resolution, batches)
 
 
-GPU_SCALE = Scale(methods=(), method_changes={"pretrain_steps": 3, "downstream_steps": 3,
-                                              "validations": 1},
+GPU_SCALE = Scale(methods=(), method_changes=fixed_budgets(3, 3),
                   timed_pretrain_steps=60, timed_downstream_steps=120, bench_steps=10,
                   bench_repeats=3, small={})
 CPU_SCALE = Scale(methods=("supervised_imagenet", "simclr_imagenet"),
-                  method_changes={"pretrain_steps": 2, "downstream_steps": 2, "validations": 1},
+                  method_changes=fixed_budgets(2, 2),
                   timed_pretrain_steps=4, timed_downstream_steps=4, bench_steps=2,
                   bench_repeats=1, small={"resolution": 32, "batch_size": 8,
                                           "pretrain_batch_size": 8, "precision": "32-true"})
@@ -114,9 +113,8 @@ def check_methods(scale: Scale, out: Path, cache: Path) -> list[dict]:
 def time_profile(name: str, scale: Scale, out: Path, cache: Path) -> Timing:
     """A step of pre-training (SimCLR, ImageNet init) and of fine-tuning (supervised ImageNet)
     at profile ``name``, from a stage and a run of a few steps; the run's other seconds too."""
-    changes = {"pretrain_steps": scale.timed_pretrain_steps,
-               "downstream_steps": scale.timed_downstream_steps, "validations": 1, **scale.small}
-    with profile_shortened(name, **changes):
+    with profile_shortened(name, **fixed_budgets(scale.timed_downstream_steps,
+                                                 scale.timed_pretrain_steps), **scale.small):
         stage = _run(RunRequest(method="simclr_imagenet", task="brain", profile=name), out, cache)
         run = _run(RunRequest(method="supervised_imagenet", task="brain", profile=name), out,
                    cache)
@@ -130,11 +128,13 @@ def time_profile(name: str, scale: Scale, out: Path, cache: Path) -> Timing:
 def project(suite: Suite, profile: Profile, timing: Timing) -> dict:
     """Hours of ``suite`` at ``profile``, one run at a time: its stages (one per pre-training
     group) at the measured seconds a step, and its runs at the measured seconds a step and
-    the run's fixed seconds. Validations are counted as steps are not: a lower bound of them."""
+    the run's fixed seconds. Every stage is counted at its largest budget (the profile's
+    ``max_steps``) and validations not at all: a rough bound, not a plan (docs/budgets.md gives
+    each cell's steps)."""
     requests = suite.requests(None)
     stages = len({stage_group(r) for r in requests if METHODS.get(r.method).pretrains})
-    stage_s = stages * profile.pretrain_steps * timing.pretrain_step_s
-    runs_s = len(requests) * (profile.downstream_steps * timing.downstream_step_s
+    stage_s = stages * profile.pretrain_max_steps * timing.pretrain_step_s
+    runs_s = len(requests) * (profile.finetune_max_steps * timing.downstream_step_s
                               + timing.run_fixed_s)
     return {"suite": suite.name, "profile": profile.name, "runs": len(requests),
             "stages": stages, "stage_hours": round(stage_s / 3600, 2),

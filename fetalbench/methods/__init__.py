@@ -2,8 +2,9 @@
 
 The built-in methods are declared here (name, module, one-line description) and imported the
 first time one is looked up, so listing them needs neither torch nor lightly: the supervised
-baselines, the paper's SimCLR strategies (pre-training and dual task), the solo-learn family of
-self-supervised baselines and the semi-supervised FixMatch, each with random and ImageNet
+baselines, the compute-matched control, the paper's SimCLR strategies (pre-training and dual
+task), the solo-learn family of self-supervised baselines and the semi-supervised FixMatch, each
+with random and ImageNet
 initialisation. This table is the one place a built-in's description is written; its module
 registers it without one.
 """
@@ -14,6 +15,9 @@ BUILT_IN_METHODS: tuple[tuple[str, str, str], ...] = (
     ("supervised_scratch", "supervised", "random init, trained on the labelled fraction only"),
     ("supervised_imagenet", "supervised",
      "ImageNet init, fine-tuned on the labelled fraction (transfer learning)"),
+    ("pool_statistics_imagenet", "pool_statistics",
+     "control: ImageNet init, batch-norm statistics re-estimated over a pre-training stage's "
+     "passes of the pool (no loss), then fine-tuned"),
     ("simclr", "simclr", "SimCLR contrastive pre-training (NT-Xent); random init"),
     ("simclr_imagenet", "simclr", "SimCLR contrastive pre-training (NT-Xent); imagenet init"),
     ("dual_task", "dual_task",

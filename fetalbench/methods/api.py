@@ -26,6 +26,7 @@ from torch import nn
 
 from fetalbench.methods.execution import SINGLE_PROCESS, Execution
 from fetalbench.profiles import Profile
+from fetalbench.runs.learning import StageCheck
 from fetalbench.runs.spec import RunSpec
 
 
@@ -33,9 +34,12 @@ from fetalbench.runs.spec import RunSpec
 class TaskData:
     """A task's images as uint8 tensors ``[N, 1, H, W]`` and integer labels; no test images.
 
-    ``unlabelled_images`` is the pool self-supervised stages learn from: every official training
-    image of the task (``pool="task"``, as in the paper) or of the whole dataset
-    (``pool="dataset"``).
+    ``unlabelled_images`` is the pool self-supervised stages, the dual task and FixMatch learn
+    from: every official training image of the task (``pool="task"``, as in the paper) or of the
+    whole dataset (``pool="dataset"``) outside the validation carve-out, so no run trains on the
+    images that select its model. ``validation_groups`` holds the patient of each validation
+    image as an integer (the k-NN probe of :mod:`fetalbench.methods.probe` leaves a patient's own
+    images out of its neighbours); None when unknown, and then each image is its own group.
     """
 
     classes: tuple[str, ...]
@@ -44,6 +48,13 @@ class TaskData:
     validation_images: torch.Tensor
     validation_labels: torch.Tensor
     unlabelled_images: torch.Tensor
+    validation_groups: torch.Tensor | None = None
+
+    def validation_patients(self) -> torch.Tensor:
+        """The validation images' groups (:attr:`validation_groups`, or one per image)."""
+        if self.validation_groups is not None:
+            return self.validation_groups
+        return torch.arange(len(self.validation_labels))
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,9 @@ class MethodContext:
     cache_root: Path
     log: Callable[[str], None]
     execution: Execution = SINGLE_PROCESS
+    checks: list[StageCheck] = field(default_factory=list)
+    """The learning checks of the stages trained so far (:mod:`fetalbench.runs.learning`): the
+    engine's helpers add one per stage they train, and the runner writes them into the record."""
 
     @property
     def method(self) -> str:

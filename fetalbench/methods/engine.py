@@ -15,22 +15,30 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from fetalbench.methods.augment import LIGHT, UltrasoundAugment
 from fetalbench.methods.execution import SINGLE_PROCESS, Execution
+from fetalbench.methods.objective import ChanceLevel
 from fetalbench.methods.progress import StageProgress
-from fetalbench.profiles import Profile
+from fetalbench.profiles import (
+    Profile,
+    finetune_schedule,
+    learning_rate_factor,
+    warmup_steps,
+)
+from fetalbench.runs.learning import SELF_SUPERVISED, SUPERVISED, checked, loss_curve
 from fetalbench.runs.metrics import macro_f1
 
 if TYPE_CHECKING:  # the method API imports the built-in methods, which import this module
@@ -97,9 +105,10 @@ def evaluating(
 ) -> Iterator[torch.device]:
     """Within: ``module`` in evaluation mode on ``device`` (default :func:`training_device`,
     where Lightning trained it), under autocast in the profile's ``precision`` as training ran;
-    yields the device. Afterwards the module is back on the device it was on (Lightning leaves
-    a trained module on the CPU), so callers that save or reuse it see no change."""
-    home = next(module.parameters()).device
+    yields the device. Afterwards the module is back on the device and in the mode it was in
+    (Lightning leaves a trained module on the CPU), so callers that save, reuse or go on
+    training it see no change."""
+    home, was_training = next(module.parameters()).device, module.training
     device = device or training_device()
     dtype = autocast_dtype(precision)
     module.to(device).eval()
@@ -107,25 +116,57 @@ def evaluating(
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             yield device
     finally:
-        module.to(home)
+        module.to(home).train(was_training)
 
 
 class ProfiledModule(pl.LightningModule):
     """A LightningModule trained at a profile: its weights take the profile's memory format when
     training is set up (before any device move or DDP wrapping), whoever built the module, so
-    the runner and the benchmark train the same thing."""
+    the runner and the benchmark train the same thing.
+
+    It keeps the history of the loss terms it trains (:meth:`record_terms`), from which the
+    stage's learning check is read (:mod:`fetalbench.runs.learning`), and schedules its learning
+    rate over ``total_steps`` (set before fitting) with the profile's warm-up
+    (:func:`warmed_cosine`).
+    """
 
     def __init__(self, profile: Profile):
         super().__init__()
         self.profile = profile
+        self.total_steps = 1
+        self.history: dict[str, list[float]] = {}
 
     def setup(self, stage: str) -> None:
         if self.profile.channels_last:
             self.to(memory_format=torch.channels_last)
 
+    def record_terms(self, **terms: torch.Tensor) -> None:
+        """Log the step's loss terms (the progress line shows them) and keep their history."""
+        self.log_dict(terms, prog_bar=True)
+        for name, value in terms.items():
+            self.history.setdefault(name, []).append(float(value.detach()))
+
+    def warmed_cosine(self, optimizer: torch.optim.Optimizer) -> dict:
+        """Lightning's optimiser configuration of ``optimizer`` under the profile's schedule:
+        linear warm-up, then cosine decay to zero at ``total_steps``, stepped every step."""
+        warmup = warmup_steps(self.profile, self.total_steps)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: learning_rate_factor(step, self.total_steps, warmup)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def cross_entropy_chance(n_classes: int) -> ChanceLevel:
+    """Cross-entropy's chance level: ``ln K`` for uniform predictions over K classes."""
+    return ChanceLevel(math.log(n_classes), f"ln K, cross-entropy over K = {n_classes} classes")
+
 
 class SupervisedModule(ProfiledModule):
-    """Cross-entropy on augmented labelled images; validation macro F1 for model selection."""
+    """Cross-entropy on augmented labelled images; validation macro F1 for model selection.
+
+    A subclass that trains more than cross-entropy logs each term with :meth:`record_terms`
+    and says which of them have a learning check in :meth:`checked_terms`.
+    """
 
     def __init__(self, classifier: Classifier, profile: Profile, freeze_backbone: bool):
         super().__init__(profile)
@@ -135,13 +176,20 @@ class SupervisedModule(ProfiledModule):
         self._predictions: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
         self._positions: list[torch.Tensor] = []
+        self.validation_history: list[float] = []
         if freeze_backbone:
             classifier.backbone.requires_grad_(False)
 
     @property
     def stage_name(self) -> str:
-        """What the progress line calls this stage."""
+        """What the progress line and the learning check call this stage."""
         return "linear probe" if self.freeze_backbone else "fine-tuning"
+
+    def checked_terms(self) -> dict[str, tuple[str, str, ChanceLevel | None]]:
+        """The logged loss terms that get a learning check: name -> (the check's name, its kind,
+        the term's chance level). Here the cross-entropy of the labelled batches."""
+        chance = cross_entropy_chance(self.classifier.head.out_features)
+        return {"ce": (self.stage_name, SUPERVISED, chance)}
 
     def on_train_epoch_start(self) -> None:
         if self.freeze_backbone:
@@ -155,12 +203,17 @@ class SupervisedModule(ProfiledModule):
 
     def training_step(self, batch: dict, _: int) -> torch.Tensor:
         loss = self.supervised_loss(batch["labelled"])
-        self.log("train_loss", loss, prog_bar=True)
+        self.record_terms(ce=loss)
         return loss
+
+    def evaluated_classifier(self) -> Classifier:
+        """The classifier validation selects and the test measures: the trained one here (a
+        method that evaluates an average of its weights, as FixMatch, returns that)."""
+        return self.classifier
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], _: int) -> None:
         images, labels, positions = batch
-        logits = self.classifier(to_float(images, self.profile.channels_last))
+        logits = self.evaluated_classifier()(to_float(images, self.profile.channels_last))
         self._predictions.append(logits.argmax(dim=1))
         self._labels.append(labels)
         self._positions.append(positions)
@@ -180,7 +233,9 @@ class SupervisedModule(ProfiledModule):
         _, first = np.unique(positions, return_index=True)
         predictions, labels = predictions[first], labels[first]
         n_classes = self.classifier.head.out_features
-        self.log("val_macro_f1", macro_f1(labels, predictions, n_classes), prog_bar=True)
+        score = macro_f1(labels, predictions, n_classes)
+        self.validation_history.append(round(float(score), 6))
+        self.log("val_macro_f1", score, prog_bar=True)
 
     def configure_optimizers(self):
         # every trainable parameter of the module: a subclass's extra heads learn too
@@ -188,10 +243,7 @@ class SupervisedModule(ProfiledModule):
         optimizer = torch.optim.AdamW(
             parameters, lr=self.profile.learning_rate, weight_decay=self.profile.weight_decay
         )
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=self.profile.downstream_steps
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return self.warmed_cosine(optimizer)
 
 
 def deterministic_setting(device: torch.device) -> bool | str:
@@ -272,8 +324,9 @@ def fit_classifier(
 ) -> dict:
     """Train ``classifier`` on the labelled images; keep the step best on validation macro F1.
 
-    ``freeze_backbone=True`` is the linear protocol (only the head learns). Returns notes for the
-    record: the chosen step and its validation macro F1.
+    ``freeze_backbone=True`` trains only the head on the frozen backbone. Returns notes for the
+    record: the budget, the chosen step and its validation macro F1; the stage's learning check
+    is added to ``context.checks``.
     """
     pl.seed_everything(context.seed, workers=True, verbose=False)
     module = SupervisedModule(classifier, context.profile, freeze_backbone)
@@ -281,18 +334,25 @@ def fit_classifier(
 
 
 def fit_module(
-    context: MethodContext, module: SupervisedModule, extra_loaders: dict[str, DataLoader]
+    context: MethodContext, module: SupervisedModule, extra_loaders: dict[str, DataLoader],
+    probe: Callable[[], float] | None = None,
 ) -> dict:
     """Train a :class:`SupervisedModule` on the labelled batches plus ``extra_loaders``.
 
-    Validation runs at evenly spaced steps; the weights of the step best on validation macro F1
-    are loaded back into the module's classifier. Under DDP (``context.execution``) only rank 0
-    saves and reloads the best step (it alone is tested); another rank keeps the last step's
-    weights and reports ``best_step`` None.
+    The budget and the validation interval are the profile's rule for the labelled set
+    (:func:`~fetalbench.profiles.finetune_schedule`); training stops early after
+    ``patience`` validations without a better macro F1 (when the profile sets one). The weights
+    of the step best on validation macro F1 are loaded back into the module's classifier. Under
+    DDP (``context.execution``) only rank 0 saves and reloads the best step (it alone is
+    tested); another rank keeps the last step's weights and reports ``best_step`` None.
+
+    Each term of :meth:`SupervisedModule.checked_terms` gets a learning check in
+    ``context.checks``; ``probe`` (the k-NN accuracy of the backbone's features, called before
+    training and after the best step is loaded) is added to the self-supervised ones.
     """
     profile, data, execution = context.profile, context.data, context.execution
-    interval = max(1, profile.downstream_steps // profile.validations)
-    max_steps = interval * max(1, profile.downstream_steps // interval)
+    max_steps, interval = finetune_schedule(profile, len(data.labelled_labels))
+    module.total_steps = max_steps
     loaders = {
         "labelled": batches(
             TensorDataset(data.labelled_images, data.labelled_labels), profile.batch_size,
@@ -304,15 +364,20 @@ def fit_module(
     validation_loader = DataLoader(
         TensorDataset(data.validation_images, data.validation_labels, positions), batch_size=256
     )
+    probe_start = probe() if probe is not None else None
     classifier = module.classifier
     with tempfile.TemporaryDirectory(prefix="fetalbench-ckpt-") as folder:
         checkpoint = ModelCheckpoint(
             dirpath=folder, monitor="val_macro_f1", mode="max", save_weights_only=True
         )
+        callbacks: list = [checkpoint]
+        if profile.patience > 0:
+            callbacks.append(EarlyStopping(monitor="val_macro_f1", mode="max",
+                                           patience=profile.patience))
         trainer = make_trainer(
             profile,
             max_steps,
-            [checkpoint],
+            callbacks,
             execution,
             module.stage_name,
             max_epochs=-1,
@@ -326,12 +391,32 @@ def fit_module(
             best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
             module.load_state_dict(best["state_dict"])
             best_step = int(best["global_step"])
+    if module.evaluated_classifier() is not classifier:
+        classifier.load_state_dict(module.evaluated_classifier().state_dict())
     classifier.cpu().eval()
+    steps_run = int(trainer.global_step)
+    probe_end = probe() if probe is not None else None
+    for term, (name, kind, chance) in module.checked_terms().items():
+        losses = module.history[term]
+        self_supervised = kind == SELF_SUPERVISED
+        context.checks.append(checked(
+            name=name, kind=kind, steps=max_steps, steps_run=steps_run,
+            loss_curve=loss_curve(losses), final_loss=loss_curve(losses)[-1],
+            chance_loss=None if chance is None else round(chance.loss, 6),
+            chance_rule=None if chance is None else chance.rule,
+            best_step=None if self_supervised else best_step,
+            validation_curve=None if self_supervised else tuple(module.validation_history),
+            stopped_early=steps_run < max_steps,
+            probe_start=probe_start if self_supervised else None,
+            probe_end=probe_end if self_supervised else None,
+        ))
     return {
         "best_validation_macro_f1": best_f1,
         "best_step": best_step,
         "steps": max_steps,
-        "final_train_loss": float(trainer.callback_metrics["train_loss"]),
+        "steps_run": steps_run,
+        "validation_interval": interval,
+        "final_train_loss": module.history["ce"][-1],
     }
 
 

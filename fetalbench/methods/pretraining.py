@@ -31,22 +31,26 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from fetalbench.methods.api import Classifier, MethodContext, MethodResult
 from fetalbench.methods.augment import STRONG, UltrasoundAugment
 from fetalbench.methods.backbones import GrayscaleBackbone, create_backbone
 from fetalbench.methods.engine import (
     ProfiledModule,
+    autocast_dtype,
     batches,
     fit_classifier,
     make_trainer,
     to_float,
+    training_device,
 )
 from fetalbench.methods.execution import launched_rank
 from fetalbench.methods.objective import Objective
-from fetalbench.methods.registry import register_init_pair
-from fetalbench.profiles import Profile
+from fetalbench.methods.probe import probe_backbone
+from fetalbench.methods.registry import register_init_pair, register_method
+from fetalbench.profiles import Profile, pretrain_steps
+from fetalbench.runs.learning import SELF_SUPERVISED, StageCheck, checked, loss_curve
 from fetalbench.storage.artifacts import Artifact, Refusal, Refused
 from fetalbench.storage.digests import sha256_hex
 from fetalbench.storage.locks import LockedElsewhere, acquire, describe_holder, lock_path
@@ -74,7 +78,7 @@ class PretrainModule(ProfiledModule):
         (images,) = batch
         images = to_float(images, self.profile.channels_last)
         loss = self.objective.loss(self.augment(images), self.augment(images), self.progress())
-        self.log("ssl_loss", loss, prog_bar=True)
+        self.record_terms(ssl_loss=loss)
         return loss
 
     def on_after_backward(self) -> None:
@@ -86,14 +90,11 @@ class PretrainModule(ProfiledModule):
             parameters, lr=self.profile.pretrain_learning_rate,
             weight_decay=self.profile.weight_decay,
         )
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=self.profile.pretrain_steps
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return self.warmed_cosine(optimizer)
 
 
-FINE_TUNING_ONLY = frozenset({"name", "batch_size", "downstream_steps", "validations",
-                              "learning_rate", "validation_fraction"})
+FINE_TUNING_ONLY = frozenset({"name", "batch_size", "finetune_passes", "finetune_min_steps",
+                              "finetune_max_steps", "validations", "patience", "learning_rate"})
 """Profile fields that a pre-training stage does not read; every other field is in its key."""
 
 DOWNSTREAM_ONLY = frozenset({"fraction", "protocol", "validation"})
@@ -246,25 +247,88 @@ def _cached_or_trained(
     if cached is not None:
         context.log(f"pre-training: reused checkpoint {weights_path} "
                     f"(saved {cached['seconds']:.0f}s of {name})")
+        if cached["check"] is not None:  # a stage that optimises nothing has no check
+            context.checks.append(StageCheck.from_record(cached["check"]))
         return backbone, {"reused": True, "checkpoint": checkpoint, **cached["result"]}
-    context.log(f"pre-training {name} ({init} init) for {context.profile.pretrain_steps} steps "
-                f"on {len(context.data.unlabelled_images)} unlabelled images")
+    data, profile, execution = context.data, context.profile, context.execution
+    pool = data.unlabelled_images
+    steps = pretrain_steps(profile, len(pool))
+    context.log(f"pre-training {name} ({init} init) for {steps} steps on {len(pool)} "
+                "unlabelled images")
+    probe = stage_probe(context, backbone)
+    probe_start = probe()
     objective = objective_class(backbone, settings)
-    module = PretrainModule(objective, context.profile)
-    loader = batches(TensorDataset(context.data.unlabelled_images),
-                     context.profile.pretrain_batch_size, context.execution.world_size)
+    module = PretrainModule(objective, profile)
+    module.total_steps = steps
+    loader = batches(TensorDataset(pool), profile.pretrain_batch_size, execution.world_size)
     started = time.perf_counter()
-    trainer = make_trainer(context.profile, context.profile.pretrain_steps, [], context.execution,
-                           f"pre-training {name}", max_epochs=-1, enable_checkpointing=False)
+    if not objective_class.optimised:
+        pass_over_pool(module, loader, steps)
+        seconds = time.perf_counter() - started
+        backbone = objective.backbone.cpu()
+        context.log(f"{name}: k-NN probe {probe_start:.3f} before, {probe():.3f} after")
+        result = {"steps": steps}
+        if launched_rank(execution.devices) == 0:
+            save_backbone(backbone, context.cache_root, key,
+                          {"seconds": seconds, "result": result, "check": None})
+        return backbone, {"reused": False, "checkpoint": checkpoint, "seconds": seconds,
+                          **result}
+    trainer = make_trainer(profile, steps, [], execution, f"pre-training {name}", max_epochs=-1,
+                           enable_checkpointing=False)
     trainer.fit(module, loader)
     seconds = time.perf_counter() - started
-    result = {"final_loss": float(trainer.callback_metrics["ssl_loss"]),
-              "steps": context.profile.pretrain_steps}
     backbone = objective.backbone.cpu()
+    chance = objective.chance_level(loader.batch_size * execution.world_size)
+    curve = loss_curve(module.history["ssl_loss"])
+    check = checked(
+        name=f"pre-training {name}", kind=SELF_SUPERVISED, steps=steps,
+        steps_run=int(trainer.global_step), loss_curve=curve, final_loss=curve[-1],
+        chance_loss=None if chance is None else round(chance.loss, 6),
+        chance_rule=None if chance is None else chance.rule,
+        probe_start=probe_start, probe_end=probe(),
+    )
+    context.checks.append(check)
+    result = {"final_loss": curve[-1], "steps": steps}
     if trainer.is_global_zero:
-        save_backbone(backbone, context.cache_root, key, {"seconds": seconds, "result": result})
+        save_backbone(backbone, context.cache_root, key,
+                      {"seconds": seconds, "result": result, "check": check.as_record()})
     return backbone, {"reused": False, "checkpoint": checkpoint, "seconds": seconds,
                       **result}
+
+
+def pass_over_pool(module: PretrainModule, loader: DataLoader, steps: int) -> None:
+    """Run a stage whose objective optimises nothing (``Objective.optimised`` False): ``steps``
+    batches of two views through it in training mode, as a pre-training stage feeds its
+    objective, without Lightning (whose step count is of optimiser steps, and there are none).
+    Under DDP each process passes over its own shard and rank 0's statistics are kept."""
+    profile = module.profile
+    device, dtype = training_device(), autocast_dtype(profile.precision)
+    module.setup("fit")
+    module.to(device).train()
+    step = 0
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        while step < steps:
+            for (images,) in loader:
+                if step == steps:
+                    break
+                images = to_float(images.to(device), profile.channels_last)
+                module.objective.loss(module.augment(images), module.augment(images),
+                                      step / steps)
+                step += 1
+    module.cpu()
+
+
+def stage_probe(context: MethodContext, backbone: torch.nn.Module) -> Callable[[], float]:
+    """The k-NN probe of ``backbone`` on the run's validation carve-out
+    (:mod:`fetalbench.methods.probe`), called before and after a stage trains it."""
+    data, profile = context.data, context.profile
+
+    def probe() -> float:
+        return probe_backbone(backbone, data.validation_images, data.validation_labels,
+                              data.validation_patients(), len(data.classes),
+                              profile.channels_last, profile.precision)
+
+    return probe
 
 
 SettingsRule = Callable[[Profile, int], object]
@@ -299,6 +363,22 @@ def register_two_stage(
     train = _two_stage_trainer(name, objective_class, rule)
     train.__module__ = objective_class.__module__
     register_init_pair(name, train, summary=summary, pretrains=True)
+
+
+def register_single_two_stage(
+    method: str, objective_name: str, objective_class: type[Objective], settings: object,
+    init: str, summary: str | None = None,
+) -> None:
+    """Register ``method``: the two-stage protocol of ``objective_class`` (its stage cached
+    under ``objective_name``) from ``init`` weights only, for an objective that means something
+    from one initialisation alone (the control of :mod:`fetalbench.methods.pool_statistics`)."""
+    train = _two_stage_trainer(objective_name, objective_class, lambda _profile, _pool: settings)
+
+    def train_method(context: MethodContext) -> MethodResult:
+        return train(context, init)
+
+    train_method.__module__ = objective_class.__module__
+    register_method(method, summary, pretrains=True)(train_method)
 
 
 def _two_stage_trainer(

@@ -22,6 +22,7 @@ from fetalbench.methods.engine import predict
 from fetalbench.methods.execution import SINGLE_PROCESS, Execution, launched_rank
 from fetalbench.paths import cache_relative
 from fetalbench.runs.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_classifier
+from fetalbench.runs.learning import learning_section
 from fetalbench.runs.metrics import (
     classification_metrics,
     per_image_predictions,
@@ -165,6 +166,7 @@ def _train_and_record(
         checkpoint=None if checkpoint is None else cache_relative(checkpoint, cache_root),
         checkpoint_sha256=checkpoint_sha256,
         method_notes=result.notes,
+        learning=learning_section(context.checks),
         execution=execution.as_record(),
         split={
             "labelled": len(split.labelled),

@@ -1,19 +1,15 @@
 """``fetalbench records migrate``: bring records up to this version's format.
 
-Two migrations, each applied when a record needs it:
+A record made before records were portable names the machine that made it: the absolute paths
+of its checkpoints and of its dataset folder (``dataset.root``) and the host of the process that
+ran it (``executor.host``). The portable form (:mod:`fetalbench.runs.records`) names each
+checkpoint relative to the cache root, as the cache lays it out
+(``checkpoints/<dataset>/<task>/<method>/<record>.safetensors``, ``pretrain/<stage>.safetensors``),
+and drops the folder and the host; nothing else changes.
 
-- **Schema 1 to 2.** A schema-1 record was made before the spec had a ``validation`` setting;
-  every such run used the whole validation carve-out, so its spec gains ``validation = "fixed"``.
-  That changes the spec hash, which names the file: the record is rewritten under its new name
-  and the old file removed. Its numbers stay as they are; it has no ``test_predictions`` or
-  ``metrics.per_machine`` (which only a rerun can give), which its ``migrated_from = 1`` says
-  (``fetalbench validate`` does not ask it for them; the report says where it needs them).
-- **Portable.** A record made before records were portable names the machine that made it:
-  the absolute paths of its checkpoints and of its dataset folder (``dataset.root``) and the
-  host of the process that ran it (``executor.host``). The portable form
-  (:mod:`fetalbench.runs.records`) names each checkpoint relative to the cache root, as the cache
-  lays it out (``checkpoints/<dataset>/<task>/<method>/<record>.safetensors``,
-  ``pretrain/<stage>.safetensors``), and drops the folder and the host; nothing else changes.
+A record of an older schema than :data:`~fetalbench.runs.records.SCHEMA_VERSION` cannot be
+brought up: schemas 1 and 2 were trained under fixed step budgets and have no learning checks,
+which only a rerun can give (``fetalbench validate`` says so).
 
 Migrating a record of the current format changes nothing.
 """
@@ -28,8 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from fetalbench.errors import FetalbenchError
 from fetalbench.paths import CHECKPOINTS_DIR
-from fetalbench.runs.records import SCHEMA_VERSION, records_under, write_record
-from fetalbench.runs.spec import spec_hash
+from fetalbench.runs.records import records_under, write_record
 
 PRETRAIN_DIR = "pretrain"  # where fetalbench.methods.pretraining.checkpoint_paths keeps stages
 
@@ -66,26 +61,9 @@ def portable_record(record: dict) -> dict:
     return migrated
 
 
-def current_schema(record: dict) -> dict:
-    """``record`` at this version's schema (a copy; ``record`` itself is left as it is)."""
-    migrated = copy.deepcopy(record)
-    if migrated.get("schema") == 1 and isinstance(migrated.get("spec"), dict):
-        migrated["spec"].setdefault("validation", "fixed")
-        migrated["spec_hash"] = spec_hash(migrated["spec"])
-        migrated["schema"] = SCHEMA_VERSION
-        migrated["migrated_from"] = 1
-    return migrated
-
-
-def migrated_record(record: dict) -> dict:
-    """``record`` in this version's format: current schema, portable."""
-    return portable_record(current_schema(record))
-
-
 def migrate_records(paths: Sequence[Path]) -> Migration:
-    """Rewrite atomically every record in ``paths`` (files, or folders of them) that is not in
-    this version's format; a record whose spec hash changes moves to the file its new hash names
-    (the new file is written before the old one is removed). A current record is not touched."""
+    """Rewrite atomically every record in ``paths`` (files, or folders of them) that is not
+    portable; a portable record is not touched."""
     files = records_under(paths)
     changed = []
     for path in files:
@@ -97,15 +75,9 @@ def migrate_records(paths: Sequence[Path]) -> Migration:
         if not isinstance(record, dict):
             raise FetalbenchError(f"{path} is not a run record (not a JSON object); move it out "
                                   "of the results folder, then migrate again")
-        migrated = migrated_record(record)
+        migrated = portable_record(record)
         if migrated == record:
             continue
-        target = path
-        old_hash, new_hash = record.get("spec_hash"), migrated.get("spec_hash")
-        if isinstance(old_hash, str) and old_hash != new_hash and old_hash in path.name:
-            target = path.with_name(path.name.replace(old_hash, new_hash))
-        write_record(target, migrated)
-        if target != path:
-            path.unlink()
-        changed.append(target)
+        write_record(path, migrated)
+        changed.append(path)
     return Migration(len(files), tuple(changed))

@@ -1,7 +1,8 @@
 """Run records: the format of the one JSON file each run leaves, written atomically.
 
 A record holds the fully resolved spec and its hash, the dataset's identity (synthetic or real),
-test metrics (overall and per ultrasound machine), every test image's label and prediction,
+whether each training stage learned (``learning``: :mod:`fetalbench.runs.learning`), test
+metrics (overall and per ultrasound machine), every test image's label and prediction,
 validation-based model selection, split sizes (``split.validation``: the labelled images model
 selection used), timings, package versions, hardware and git revision. The spec hash names the
 file, so a grid can skip a run whose record exists.
@@ -31,10 +32,11 @@ from fetalbench.methods import METHODS
 from fetalbench.runs.spec import RunSpec
 from fetalbench.storage.atomic import write_bytes_atomic
 
-SCHEMA_VERSION = 2
-"""2: the spec has ``validation``, and records keep ``test_predictions`` and
-``metrics.per_machine`` (:mod:`fetalbench.runs.metrics`); ``fetalbench records migrate`` brings a
-schema-1 record up (:mod:`fetalbench.runs.migration`)."""
+SCHEMA_VERSION = 3
+"""3: records keep ``learning``, whether each stage learned (:mod:`fetalbench.runs.learning`),
+and their budgets are sized to the data (:mod:`fetalbench.profiles`). A record of an older
+schema was trained under fixed step budgets that let no curve rise and has no learning checks:
+it cannot be migrated, only rerun."""
 PACKAGES = ("fetalbench", "torch", "torchvision", "timm", "lightly", "pytorch-lightning",
             "numpy", "pandas", "scikit-learn", "scipy")
 

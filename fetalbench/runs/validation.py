@@ -5,7 +5,8 @@ spec, it is portable (no folder or host of the machine that made it), its number
 other (the confusion matrix sums to the test images, and macro F1, per-class sensitivity and
 precision, accuracy and balanced accuracy are what the matrix gives; the per-image test
 predictions, where the record has them, give the matrix, and the per-machine test images add up
-to the test set), and, on ``fetal_planes_db``,
+to the test set), it states whether each training stage learned with verdicts its numbers give
+(:mod:`fetalbench.runs.learning`), and, on ``fetal_planes_db``,
 it was measured on the official dataset (the official CSV's sha256, the official test split's
 size for its task). ``fetalbench leaderboard`` refuses a record that fails
 (:mod:`fetalbench.report.record_table`). Checks are plain functions from a record to its
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from fetalbench.data.fetal_planes_db import OFFICIAL_CSV_SHA256, OFFICIAL_TEST_IMAGES
+from fetalbench.runs.learning import check_learning_section
 from fetalbench.runs.metrics import CLASS_DIGITS, confusion_metrics, decode_classes
 from fetalbench.runs.records import SCHEMA_VERSION, records_under
 from fetalbench.runs.spec import spec_hash
@@ -161,11 +163,9 @@ def check_numbers(record: dict) -> Iterator[Finding]:
 
 def check_predictions(record: dict) -> Iterator[Finding]:
     """A successful run's per-image test predictions (one class digit per test image) give its
-    confusion matrix, and its per-machine test images add up to its test images (a record
-    migrated from schema 1, ``migrated_from``, was made before records kept them; one of an
+    confusion matrix, and its per-machine test images add up to its test images (one of an
     older schema fails ``schema`` instead)."""
-    if (record["status"] != "ok" or record["schema"] != SCHEMA_VERSION
-            or record.get("migrated_from") == 1):
+    if record["status"] != "ok" or record["schema"] != SCHEMA_VERSION:
         return
     predictions, n_test = record["test_predictions"], record["split"]["test"]
     digits = set(CLASS_DIGITS[:len(record["classes"])])
@@ -185,6 +185,16 @@ def check_predictions(record: dict) -> Iterator[Finding]:
     if per_machine != n_test:
         yield Finding("per_machine", f"metrics.per_machine counts {per_machine} test images, not "
                       f"the {n_test} of split.test; {RERUN}")
+
+
+def check_learning(record: dict) -> Iterator[Finding]:
+    """A successful record states whether each of its stages learned, and every verdict is the
+    one its numbers give (:func:`fetalbench.runs.learning.check_learning_section`)."""
+    if record["status"] != "ok" or record["schema"] != SCHEMA_VERSION:
+        return
+    problem = check_learning_section(record.get("learning"))
+    if problem is not None:
+        yield Finding("learning", f"{problem}; {RERUN}")
 
 
 def check_official_dataset(record: dict) -> Iterator[Finding]:
@@ -221,6 +231,7 @@ CHECKS: tuple[tuple[str, Callable[[dict], Iterator[Finding]]], ...] = (
     ("portable", check_portable),
     ("numbers", check_numbers),
     ("predictions", check_predictions),
+    ("learning", check_learning),
     ("official_dataset", check_official_dataset),
 )
 """Each check by the name a finding has when the record lacks a field the check reads."""
