@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
-from test_leaderboard import CLASSES, PHANTOM_TEST_PER_CLASS, make_record, scored_test_set, write
+from test_leaderboard import (
+    CLASSES,
+    PHANTOM_TEST_PER_CLASS,
+    make_record,
+    scored_test_set,
+    table_rows,
+    write,
+)
 
 from fetalbench.report.claims import reading, shows
-from fetalbench.report.leaderboard import render_leaderboard
+from fetalbench.report.comparisons import table_evidence, unread
+from fetalbench.report.leaderboard import render_leaderboard, with_entries
 from fetalbench.report.record_table import load_records
 
 FRACTIONS = (0.05, 0.25, 1.0)
@@ -26,14 +35,15 @@ def perturbed(task: str, share: float, seed: int, flips: int) -> np.ndarray:
     return predicted
 
 
-def suite(root: Path, task: str, methods: dict[str, float]) -> None:
-    """Five seeds at each fraction; each method a fixed shift above a rising reference."""
+def suite(root: Path, task: str, methods: dict[str, float], rise: float = 0.05) -> None:
+    """Five seeds at each fraction; each method a fixed shift above a reference that gains
+    ``rise`` macro F1 per fraction (0: flat, its seeds scattered alike at every fraction)."""
     for fraction_index, fraction in enumerate(FRACTIONS):
         for seed in range(5):
             for method, shift in methods.items():
-                share = 0.55 + 0.05 * fraction_index + shift
-                predicted = perturbed(task, share, 100 * seed + fraction_index,
-                                      flips=10 + 7 * seed)
+                share = 0.55 + rise * fraction_index + shift
+                flips = 10 + 7 * seed if rise else 10 + 7 * ((seed + fraction_index) % 5)
+                predicted = perturbed(task, share, 100 * seed + fraction_index, flips=flips)
                 write(root, *make_record(method, task, fraction, seed, predicted=predicted))
 
 
@@ -68,13 +78,23 @@ def test_claims_supported_contradicted_and_inconclusive_on_constructed_records(t
     assert text.index("The paper's claims, answered") < text.index("task `brain`")
 
 
-def test_claims_without_the_reference_or_with_one_seed_are_inconclusive(tmp_path: Path):
+def test_claims_without_the_reference_or_with_few_seeds_are_inconclusive_or_not_read(
+        tmp_path: Path):
     write(tmp_path, *make_record("simclr_imagenet", "brain", 1.0, 0, 0.7))
     text = render_leaderboard(load_records(tmp_path), "fetalbench leaderboard", None)
     assert "Verdict: **inconclusive** (no records of supervised_imagenet)" in text
     assert "Verdict: **inconclusive** (no records of task `planes`)" in text
     write(tmp_path, *make_record("supervised_imagenet", "brain", 1.0, 0, 0.6))
     text = render_leaderboard(load_records(tmp_path), "fetalbench leaderboard", None)
+    assert "Not read: the reference `supervised_imagenet` has no 5% cell." in text
+    # Two seeds of a rising reference: read, but too few seeds for a verdict.
+    two = tmp_path / "two"
+    for seed in range(2):
+        for fraction, score in ((0.05, 0.5), (1.0, 0.7)):
+            write(two, *make_record("supervised_imagenet", "brain", fraction, seed,
+                                    score + seed / 100))
+            write(two, *make_record("simclr_imagenet", "brain", fraction, seed, score + 0.1))
+    text = render_leaderboard(load_records(two), "fetalbench leaderboard", None)
     assert ("Verdict: **inconclusive** (fewer than 3 seeds shared with the reference at every "
             "fraction)") in text
 
@@ -94,3 +114,53 @@ def test_nemenyi_and_the_diagram_only_when_friedman_rejects(tmp_path: Path):
     assert "Nemenyi post-hoc test" not in text
     assert "critical_difference.png" not in text
     assert "self-supervised stage (pre-trained once per task and seed" in text
+
+
+def claim_lines(text: str) -> list[str]:
+    claims = text.split("### The paper's claims, answered: SYNTHETIC (phantom)", 1)[1]
+    return [line for line in claims.split("### SYNTHETIC (phantom): task", 1)[0].splitlines()
+            if line.startswith("**(")]
+
+
+def test_a_flat_reference_suppresses_label_efficiency_and_claims_a_rising_one_does_not(
+        tmp_path: Path):
+    # brain: the reference is flat (its seeds scatter alike at 5% and 100%), simclr_imagenet and
+    # dual_task +0.10 above it: (b) and (c) would be supported, but nothing is read.
+    suite(tmp_path, "brain", {"supervised_imagenet": 0.0, "simclr_imagenet": 0.10,
+                              "dual_task": 0.10}, rise=0.0)
+    # planes: the reference rises; both contrastive methods +0.10: (a) is read (contradicted).
+    suite(tmp_path, "planes", {"supervised_imagenet": 0.0, "simclr_imagenet": 0.10,
+                               "simclr": 0.10})
+    records = load_records(tmp_path)
+    rows = with_entries(records.ok)
+    flat = table_evidence(rows[rows["task"] == "brain"], n_resamples=300)
+    rise = flat.rises["supervised_imagenet"]
+    assert rise.difference.low < 0 < rise.difference.high and rise.pairs == 5
+    assert unread(flat, "simclr_imagenet") == unread(flat, "supervised_imagenet") == rise.reason
+    rising = table_evidence(rows[rows["task"] == "planes"], n_resamples=300)
+    assert rising.rises["supervised_imagenet"].difference.low > 0
+    assert unread(rising, "simclr") is None
+
+    text = render_leaderboard(records, "fetalbench leaderboard", None)
+    claims = claim_lines(text)
+    assert "Verdict: **contradicted**" in claims[0]
+    reason = (r"the reference `supervised_imagenet`'s curve does not rise \(100% - 5% labels: "
+              r"[+-]0\.\d{3} \[-0\.\d{3}, \+0\.\d{3}\], n=5\)")
+    for line in claims[1:]:
+        assert "Verdict:" not in line
+        assert re.search(rf"Not read: {reason}\.$", line), line
+    claims_text = text.split("### SYNTHETIC (phantom): task", 1)[0]
+    assert "- `simclr_imagenet` vs `supervised_imagenet`, difference in macro F1: 5%" in \
+        claims_text  # (a)'s evidence, on planes
+    assert claims_text.count("- `") == 2  # (a)'s two methods only; (b) and (c) print none
+
+    brain = text.split("### SYNTHETIC (phantom): task `brain`", 1)[1].split("### ", 1)[0]
+    planes = text.split("### SYNTHETIC (phantom): task `planes`", 1)[1].split("### ", 1)[0]
+    assert "Label efficiency:" not in brain and "labels to match" not in brain
+    assert re.search(rf"Label efficiency and claims not read: {reason}\.", brain)
+    assert "Difference to `supervised_imagenet`:" in brain  # differences are still shown
+    assert "not read" not in planes
+    efficiency = table_rows(planes, "Label efficiency:")
+    assert list(efficiency) == ["supervised_imagenet", "simclr", "simclr_imagenet"]
+    assert efficiency["simclr"][0].startswith("≤ 5% [")
+    assert efficiency["simclr"][2].startswith("+0.100 [")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from fetalbench.report.leaderboard import (
     write_leaderboard,
 )
 from fetalbench.report.record_table import load_records
+from fetalbench.runs.learning import DID_NOT_LEARN, LEARNED, StageCheck, checked, learning_section
 from fetalbench.runs.metrics import (
     classification_metrics,
     per_image_predictions,
@@ -36,6 +39,48 @@ FRACTIONS = (0.05, 0.25, 1.0)
 SEEDS = range(5)
 PHANTOM_TEST_PER_CLASS = 1000
 MACHINES = np.array(["Aloka", "Voluson E6"])
+NT_XENT_CHANCE = round(math.log(2 * 64 - 1), 6)
+"""NT-Xent's chance level over 64 pairs, ln(2N - 1)."""
+
+
+def fine_tuning(n_classes: int, name: str = "fine-tuning") -> StageCheck:
+    """A supervised stage that learned: its loss falls from ln K well below it and levels off,
+    its best validation step mid-budget."""
+    chance = round(math.log(n_classes), 6)
+    curve = (chance, 0.8, 0.5, 0.35, 0.3, 0.28, 0.27, 0.27, 0.27, 0.27)
+    return checked(name=name, kind="supervised", steps=100, steps_run=100, loss_curve=curve,
+                   final_loss=curve[-1], chance_loss=chance, chance_rule="ln K", best_step=50)
+
+
+def self_supervised(name: str, final_loss: float = 3.1, probe: tuple[float, float] = (0.4, 0.6)
+                    ) -> StageCheck:
+    """A self-supervised stage (NT-Xent over 64 pairs) whose loss falls to ``final_loss`` and
+    levels off, its k-NN probe going from ``probe[0]`` to ``probe[1]``."""
+    curve = (NT_XENT_CHANCE, *np.linspace(4.5, final_loss, 5).round(6), *[final_loss] * 4)
+    return checked(name=name, kind="self-supervised", steps=200, steps_run=200,
+                   loss_curve=curve, final_loss=final_loss, chance_loss=NT_XENT_CHANCE,
+                   chance_rule="ln(2N-1)", probe_start=probe[0], probe_end=probe[1])
+
+
+def at_learning_rate_zero(stage: StageCheck) -> StageCheck:
+    """``stage`` trained at learning rate 0: its loss stays at its chance level, its probe where
+    it started. Its verdict is *did not learn*."""
+    chance = stage.chance_loss
+    probe = stage.probe_start
+    return checked(**{**dataclasses.asdict(stage), "verdict": LEARNED, "reasons": (),
+                      "loss_curve": (chance,) * 10, "final_loss": chance, "probe_end": probe})
+
+
+def default_stages(method: str, n_classes: int) -> list[StageCheck]:
+    """The stages a run of ``method`` checks, all learned: pre-training (the methods that
+    pre-train with a self-supervised objective) or the dual task's two terms, then fine-tuning."""
+    if method.startswith("dual_task"):
+        return [fine_tuning(n_classes, "dual task: cross-entropy"),
+                self_supervised("dual task: NT-Xent")]
+    objective = method.removesuffix("_imagenet")
+    if objective in ("simclr", "byol", "barlow_twins", "vicreg", "simsiam"):
+        return [self_supervised(f"pre-training {objective}"), fine_tuning(n_classes)]
+    return [fine_tuning(n_classes)]
 
 
 def scored_test_set(n_classes: int, share: float, n_test: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,12 +96,14 @@ def scored_test_set(n_classes: int, share: float, n_test: int) -> tuple[np.ndarr
 def make_record(method: str, task: str, fraction: float, seed: int, macro_f1: float = 0.5,
                 dataset: str = "phantom", profile: str = "quick", protocol: str = "finetune",
                 status: str = "ok", validation: str = "fixed", predicted: np.ndarray | None = None,
-                with_predictions: bool = False, **metrics: object) -> tuple[RunSpec, dict]:
-    """A valid run record (as run.py and grid.py write them) and its spec: its numbers come
-    from one test set (:func:`scored_test_set`), of the official size on fetal_planes_db, or
-    from ``predicted`` (one class per test image of that set). Without ``with_predictions`` (or
-    ``predicted``) it is a record migrated from schema 1: no per-image predictions, no
-    per-machine scores."""
+                with_predictions: bool = True, stages: Sequence[StageCheck] | None = None,
+                **metrics: object) -> tuple[RunSpec, dict]:
+    """A valid schema-3 run record (as run.py and grid.py write them) and its spec: its numbers
+    come from one test set (:func:`scored_test_set`), of the official size on fetal_planes_db,
+    or from ``predicted`` (one class per test image of that set), with per-image predictions
+    and per-machine scores. Its ``learning`` section checks ``stages`` (by default
+    :func:`default_stages`, all learned). ``with_predictions`` is kept for callers: a record
+    of schema 3 always has its predictions."""
     fingerprint = "phantom-v1" if dataset == "phantom" else "fpdb-0123"
     spec = RunSpec(method=method, task=task, dataset=dataset, dataset_fingerprint=fingerprint,
                    fraction=fraction, seed=seed, protocol=protocol, pool="task",
@@ -76,19 +123,17 @@ def make_record(method: str, task: str, fraction: float, seed: int, macro_f1: fl
               else PHANTOM_TEST_PER_CLASS * len(classes))
     labels, predictions = scored_test_set(len(classes), macro_f1, n_test)
     predictions = predictions if predicted is None else predicted
+    stages = default_stages(method, len(classes)) if stages is None else stages
     record.update(
-        classes=classes,
+        classes=classes, learning=learning_section(stages),
         metrics={**classification_metrics(labels, predictions, tuple(classes)), **metrics},
         method_notes={}, split={"test": n_test, "labelled": round(1000 * fraction),
                                 "validation": 200}, timings={"total_s": 1.0},
     )
-    if with_predictions or predicted is not None:
-        machines = MACHINES[np.arange(n_test) % 2]
-        names = [f"image{index}.png" for index in range(n_test)]
-        record["test_predictions"] = per_image_predictions(labels, predictions, names)
-        record["metrics"]["per_machine"] = per_machine_metrics(labels, predictions, machines)
-    else:
-        record["migrated_from"] = 1
+    machines = MACHINES[np.arange(n_test) % 2]
+    names = [f"image{index}.png" for index in range(n_test)]
+    record["test_predictions"] = per_image_predictions(labels, predictions, names)
+    record["metrics"]["per_machine"] = per_machine_metrics(labels, predictions, machines)
     return spec, record
 
 
@@ -213,14 +258,18 @@ def test_protocols_become_part_of_the_row_name_and_real_data_comes_second(tmp_pa
     assert "supervised_imagenet (linear)" in table_rows(text, "task `brain`")
     assert text.index("SYNTHETIC (phantom)") < text.index("## FETAL_PLANES_DB (real data)")
     assert "no records yet" not in text
-    assert "there are 1 methods and 1 such cells" in text
+    assert "there are 1 such methods and 1 such cells" in text
 
 
 def test_single_seeds_and_empty_folders_render_without_claims(tmp_path: Path):
     for method in METHODS:
         write(tmp_path / "one", *make_record(method, "brain", 1.0, 0, 0.6))
     text = render_leaderboard(load_records(tmp_path / "one"), "fetalbench leaderboard", None)
-    assert table_rows(text, "task `brain`")["simclr"] == ["**0.600** (n=1)"]
+    # One seed: its interval is the test images' alone.
+    assert re.fullmatch(r"\*\*0\.600\*\* \[0\.5\d\d, 0\.6\d\d\] \(n=1\)",
+                        table_rows(text, "task `brain`")["simclr"][0])
+    assert "Label efficiency and claims not read: the reference `supervised_imagenet` has no " \
+        "5% cell." in text
     assert "No test against `supervised_imagenet` is possible here: it needs 3" in text
     assert "Cells with fewer than" not in text
     (tmp_path / "empty").mkdir()
@@ -296,6 +345,10 @@ def test_malformed_json_is_refused_naming_the_file(tmp_path: Path):
         (lambda r: r["spec"].update(fraction=0.3), "spec_hash .* is not the hash of its spec"),
         (lambda r: r["dataset"].update(synthetic=False), "dataset.synthetic is False"),
         (lambda r: r.update(status="done"), "status is 'done'"),
+        (lambda r: r.pop("learning"), "learning is missing"),
+        (lambda r: r["learning"].update(verdict="fine"), "learning.verdict is 'fine'"),
+        (lambda r: r["learning"]["stages"][0].update(final_loss=5.0),
+         "fails the learning check .*says 'learned' but its numbers give 'did not learn'"),
     ],
 )
 def test_invalid_fields_are_refused_naming_the_field(tmp_path: Path, edit, problem: str):
@@ -334,3 +387,83 @@ def test_explain_figures_of_reference_and_best_are_linked(results: Path, tmp_pat
             assert f"fetalbench explain --method {method} --task {task} --fraction 1 --seed 0" \
                 in text
     assert "phantom_brain_supervised_scratch_f1" not in text
+
+
+def test_a_cell_that_did_not_learn_is_marked_and_kept_out_of_comparisons(tmp_path: Path):
+    """``byol`` scores best everywhere but its pre-training trained at learning rate 0 (final
+    loss at chance, probe unmoved); one seed of ``simclr`` at 5% fine-tuned at learning rate 0.
+    Both are shown, marked, and compared with nothing; byol is never bolded or ranked."""
+    n_classes = len(CLASSES["brain"])
+    broken_byol = [at_learning_rate_zero(self_supervised("pre-training byol")),
+                   fine_tuning(n_classes)]
+    broken_simclr = [self_supervised("pre-training simclr"),
+                     at_learning_rate_zero(fine_tuning(n_classes))]
+    assert {stage.verdict for stage in (*broken_byol, *broken_simclr)} == {DID_NOT_LEARN,
+                                                                          LEARNED}
+    for index, fraction in enumerate(FRACTIONS):
+        for seed in range(3):
+            reference = 0.5 + 0.1 * index + 0.004 * seed
+            scores = {"supervised_imagenet": (reference, None),
+                      "simclr": (reference + 0.15, broken_simclr if (fraction, seed) == (0.05, 2)
+                                 else None),
+                      "supervised_scratch": (reference - 0.05 + 0.003 * (seed % 2), None),
+                      "dual_task": (reference + 0.05, None),
+                      "byol": (reference + 0.3, broken_byol)}
+            for method, (score, stages) in scores.items():
+                write(tmp_path, *make_record(method, "brain", fraction, seed, score,
+                                             stages=stages))
+    records = load_records(tmp_path)
+    ok = records.ok
+    assert ok.loc[ok["method"] == "byol", "learning"].eq(DID_NOT_LEARN).all()
+    assert not ok.loc[ok["method"] == "byol", "learned"].any()
+    assert ok.loc[ok["method"] == "supervised_imagenet", "learned"].all()
+    simclr = ok[ok["method"] == "simclr"].set_index(["fraction", "seed"])
+    assert simclr["learned"].sum() == 8 and not simclr.loc[(0.05, 2), "learned"]
+    assert simclr["pretraining_stage"].eq("pre-training simclr").all()
+    assert simclr["pretraining_chance"].eq(NT_XENT_CHANCE).all()
+    assert ok.loc[ok["method"] == "supervised_scratch", "pretraining_stage"].isna().all()
+
+    output = tmp_path / "leaderboard.md"
+    write_leaderboard(tmp_path, output, tmp_path / "figures")
+    text = output.read_text()
+    assert (tmp_path / "figures" / "phantom_brain_label_efficiency.png").is_file()
+    assert "A cell (method, protocol, validation setting, label fraction) enters comparisons " \
+        "only when every seed's run learned" in text
+    rows = table_rows(text, "task `brain`")
+    assert all(cell.endswith("(n=3) †") and "**" not in cell for cell in rows["byol"])
+    assert rows["simclr"][0].endswith("(n=3) †") and "**" not in rows["simclr"][0]
+    assert all(cell.startswith("**") and cell.endswith("(n=3) ▲") for cell in rows["simclr"][1:])
+    assert not any(cell.endswith("†") for method in ("supervised_imagenet", "supervised_scratch",
+                                                      "dual_task") for cell in rows[method])
+    assert ("† Runs that did not all learn, kept out of every comparison (verdict, seeds; "
+            "stages that did not learn): `byol` at 5%: 3/3 did not learn (pre-training byol); "
+            "`byol` at 25%: 3/3 did not learn (pre-training byol); `byol` at 100%: 3/3 did not "
+            "learn (pre-training byol); `simclr` at 5%: 1/3 did not learn, 2/3 learned "
+            "(fine-tuning).") in text
+    differences = table_rows(text, "Difference to `supervised_imagenet`:")
+    assert "byol" not in differences
+    assert differences["simclr"][0] == "—" and differences["simclr"][1].startswith("+0.150 [")
+    efficiency = table_rows(text, "Label efficiency:")
+    assert "byol" not in efficiency and "simclr" in efficiency
+    assert "Holm-corrected over the 8 comparisons in this table" in text
+
+    pretraining = table_rows(text, "Pre-training loss against chance:")
+    assert list(pretraining) == ["byol", "dual_task", "simclr"]
+    chance = f"{NT_XENT_CHANCE:.3f} (ln(2N-1))"
+    assert pretraining["byol"] == ["pre-training byol", "3", f"{NT_XENT_CHANCE:.3f}", chance,
+                                   "0.400 → 0.400", "3/3 did not learn"]
+    assert pretraining["simclr"] == ["pre-training simclr", "3", "3.100", chance,
+                                     "0.400 → 0.600", "3/3 learned"]
+    assert pretraining["dual_task"][:2] == ["dual task: NT-Xent", "9"]
+    assert pretraining["dual_task"][-1] == "9/9 learned"
+
+    machines = table_rows(text, "Macro F1 per ultrasound machine at 100% labels")
+    assert "byol †" in machines and "simclr" in machines
+    # The explained runs: the reference and the best whose runs learned, not byol.
+    assert "--method simclr --task brain --fraction 1 --seed 0" in text
+    assert "--method byol" not in text
+
+    ranking = table_rows(text, "### Ranking across cells: SYNTHETIC (phantom)")
+    assert "byol" not in ranking and "simclr" in ranking
+    assert "Never ranked, no cell of theirs has runs that all learned (†): `byol`." in text
+    assert "over the 2 cells (task x label fraction) where all 4 ranked methods" in text

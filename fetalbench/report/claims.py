@@ -12,7 +12,10 @@ interval of the paired difference in macro F1 (bootstrap over seeds and test ima
 :mod:`fetalbench.report.comparisons`): *above* 0, *below* 0, or not; and whether it rules out an
 advantage of :data:`NEGLIGIBLE` or more (its upper end is below that). A majority of fractions
 decides, so one lucky fraction does not carry a claim, and the fractions are not corrected for
-multiplicity. Only fine-tuning with the fixed validation carve-out, the paper's setting, counts.
+multiplicity. Only fine-tuning with the fixed validation carve-out, the paper's setting, counts,
+and only cells every seed's run of which learned (:data:`~fetalbench.report.comparisons.
+LEARNED_RULE`). A claim's verdict is given only when the reference's curve rises on its task
+(:func:`fetalbench.report.comparisons.unread`); otherwise it is *not read*, and one line says why.
 """
 
 from __future__ import annotations
@@ -23,15 +26,15 @@ from typing import Literal
 
 import pandas as pd
 
-from fetalbench.report.comparisons import REFERENCE, TableEvidence
-from fetalbench.report.formatting import labels_needed, percent, signed, standard
+from fetalbench.report.comparisons import REFERENCE, RISE, TableEvidence, unread
+from fetalbench.report.formatting import MISSING, labels_needed, percent, signed, standard
 from fetalbench.report.statistics import MIN_TEST_PAIRS
 
 NEGLIGIBLE = 0.02
 """An advantage in macro F1 below this is negligible: two points of F1, about the spread between
 seeds of one method on the paper's benchmark, and less than a clinician would act on."""
 PROTOCOL, VALIDATION = "finetune", "fixed"
-Verdict = Literal["supported", "contradicted", "inconclusive"]
+Verdict = Literal["supported", "contradicted", "inconclusive", "not read"]
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,12 @@ CLAIMS = (
 RULE = (
     f"How the verdicts are reached: each method is compared with `{REFERENCE}` (fine-tuning, "
     f"fixed validation carve-out) at every label fraction where both share at least "
-    f"{MIN_TEST_PAIRS} seeds. At a fraction the 95% interval of the paired difference in macro "
-    "F1 (bootstrap over seeds and test images) is *above* 0, *below* 0, or neither; it *rules "
+    f"{MIN_TEST_PAIRS} seeds and both cells' runs all learned (cells marked † are left out). "
+    f"A claim is read only where the reference's curve rises on its task: its paired "
+    f"difference in macro F1 between {percent(RISE[1])} and {percent(RISE[0])} labels has its "
+    "95% interval above 0; otherwise it is **not read**, and the line says why. At a "
+    "fraction the 95% interval of the paired difference in macro F1 (bootstrap over seeds and "
+    "test images) is *above* 0, *below* 0, or neither; it *rules "
     f"out an advantage* when its upper end is below +{NEGLIGIBLE}. A method shows an advantage "
     "when its interval is above 0 at more than half of the fractions and below 0 at none, and "
     "shows none when it rules out an advantage at more than half of the fractions and is above "
@@ -76,8 +83,8 @@ RULE = (
 @dataclass(frozen=True)
 class MethodEvidence:
     """One method's reading: per fraction (fraction, estimate, low, high, seeds shared, reading),
-    its area-under-curve difference and labels needed, and what it shows ("advantage", "none",
-    or "unclear")."""
+    its area-under-curve difference and labels needed, what it shows ("advantage", "none",
+    or "unclear"), and the fractions left out because their runs did not all learn."""
 
     method: str
     entry: str
@@ -85,6 +92,7 @@ class MethodEvidence:
     area_difference: str
     labels_to_match: str
     shows: str
+    unlearned: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,11 +135,14 @@ def _method_evidence(method: str, entry: str, evidence: TableEvidence) -> Method
         fractions.append((row.fraction, row.estimate, row.low, row.high, int(row.pairs),
                           reading(row.low, row.high) if counted else "too few seeds"))
     counted = [item[5] for item in fractions if item[5] != "too few seeds"]
-    curve = evidence.curves[entry]
+    curve = evidence.curves.get(entry)
+    cells = evidence.cells[evidence.cells["entry"] == entry]
+    unlearned = tuple(sorted(cells.loc[~cells["learned"].astype(bool), "fraction"]))
     return MethodEvidence(
-        method, entry, tuple(fractions), standard(curve.area_difference, sign=True),
-        labels_needed(curve.labels_to_match, curve.fractions[0]),
-        shows(counted) if counted else "unclear")
+        method, entry, tuple(fractions),
+        standard(curve.area_difference if curve else None, sign=True),
+        labels_needed(curve.labels_to_match, curve.fractions[0]) if curve else MISSING,
+        shows(counted) if counted else "unclear", unlearned)
 
 
 def _entry(rows: pd.DataFrame, method: str) -> str | None:
@@ -144,8 +155,12 @@ def answer(claim: Claim, rows: pd.DataFrame, evidence: TableEvidence | None) -> 
     """The verdict on ``claim`` from the rows of its task (with ``entry``) and their evidence."""
     if evidence is None or rows.empty:
         return Answer(claim, "inconclusive", f"no records of task `{claim.task}`", ())
-    if _entry(rows, REFERENCE) is None:
+    reference = _entry(rows, REFERENCE)
+    if reference is None:
         return Answer(claim, "inconclusive", f"no records of {REFERENCE}", ())
+    why = unread(evidence, reference)
+    if why is not None:
+        return Answer(claim, "not read", why, ())
     entries = {method: _entry(rows, method) for method in claim.methods}
     missing = tuple(method for method, entry in entries.items() if entry is None)
     found = tuple(_method_evidence(method, entry, evidence)
@@ -154,8 +169,11 @@ def answer(claim: Claim, rows: pd.DataFrame, evidence: TableEvidence | None) -> 
     if not found:
         return Answer(claim, "inconclusive", reasons[0], ())
     if not any(read != "too few seeds" for item in found for *_, read in item.fractions):
-        reasons.append(f"fewer than {MIN_TEST_PAIRS} seeds shared with the reference at every "
-                       "fraction")
+        if all(item.unlearned and not item.fractions for item in found):
+            reasons.append("no cell of theirs compared: their runs did not all learn (†)")
+        else:
+            reasons.append(f"fewer than {MIN_TEST_PAIRS} seeds shared with the reference at "
+                           "every fraction")
     reason = "; ".join(reasons)
     outcomes = [item.shows for item in found]
     every_none = not missing and all(outcome == "none" for outcome in outcomes)
@@ -173,8 +191,10 @@ def _evidence_line(item: MethodEvidence) -> str:
         + ("" if math.isnan(low) else f" [{signed(low)}, {signed(high)}]")
         + f" (n={pairs}, {read})"
         for fraction, estimate, low, high, pairs, read in item.fractions)
+    left_out = (f" Left out, their runs did not all learn (†): "
+                f"{', '.join(percent(f) for f in item.unlearned)}." if item.unlearned else "")
     return (f"- `{item.entry}` vs `{REFERENCE}`, difference in macro F1: "
-            f"{cells or 'no shared fraction'}. "
+            f"{cells or 'no shared learned fraction'}.{left_out} "
             f"Area under the curve {item.area_difference}; labels to match "
             f"{item.labels_to_match}. Shows: **{item.shows}**.")
 
@@ -188,6 +208,10 @@ def claims_section(answers: list[Answer], title: str, synthetic: bool) -> str:
                   "paper's claims hold on patients.", ""]
     lines += [RULE, ""]
     for item in answers:
+        if item.verdict == "not read":
+            lines += [f"**({item.claim.letter})** {item.claim.text} Not read: {item.reason}.",
+                      ""]
+            continue
         why = f" ({item.reason})" if item.reason else ""
         lines.append(f"**({item.claim.letter})** {item.claim.text} Verdict: "
                      f"**{item.verdict}**{why}.")

@@ -143,10 +143,18 @@ def labelled_images_note(rows: pd.DataFrame) -> str | None:
             + "; ".join(parts) + ".")
 
 
+def marked(rows: pd.DataFrame, entry: str) -> str:
+    """``entry``, with † when some run of it among ``rows`` (one fraction's) did not learn."""
+    if "learned" in rows and not rows.loc[rows["entry"] == entry, "learned"].astype(bool).all():
+        return f"{entry} †"
+    return entry
+
+
 def per_machine_table(rows: pd.DataFrame, order: list[str]) -> str | None:
-    """Mean macro F1 per ultrasound machine at the largest fraction that has per-machine scores;
-    None when no record has them, or the test images come from one machine (a cross-machine
-    task: its table's macro F1 is that machine's)."""
+    """Mean macro F1 per ultrasound machine at the largest fraction that has per-machine scores
+    (an entry marked † where its runs there did not all learn); None when no record has them,
+    or the test images come from one machine (a cross-machine task: its table's macro F1 is
+    that machine's)."""
     measured = rows[rows["per_machine"].notna()]
     if measured.empty:
         return None
@@ -161,7 +169,8 @@ def per_machine_table(rows: pd.DataFrame, order: list[str]) -> str | None:
         scores = top.loc[top["entry"] == entry, "per_machine"]
         means = [np.mean([s[machine][0] for s in scores if machine in s] or [math.nan])
                  for machine in machines]
-        body.append([entry, *(MISSING if math.isnan(v) else f"{v:.3f}" for v in means)])
+        body.append([marked(top, entry),
+                     *(MISSING if math.isnan(v) else f"{v:.3f}" for v in means)])
     table = markdown_table(
         ["method", *(f"{machine} (n={sizes[machine]})" for machine in machines)], body)
     return (f"Macro F1 per ultrasound machine at {percent(top['fraction'].iloc[0])} labels "

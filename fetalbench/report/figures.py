@@ -17,7 +17,7 @@ import pandas as pd
 import scikit_posthocs
 from matplotlib.figure import Figure
 
-from fetalbench.report.comparisons import REFERENCE, TableEvidence
+from fetalbench.report.comparisons import REFERENCE, TableEvidence, unread
 from fetalbench.report.plotting import save_png
 
 STYLE = {"svg.hashsalt": "fetalbench", "font.size": 9}
@@ -46,14 +46,16 @@ def _colours(entries: list[str]) -> dict[str, tuple]:
 def plot_label_efficiency(evidence: TableEvidence, entries: list[str], title: str,
                           path: Path) -> None:
     """Macro F1 vs label fraction (log axis): one line per entry (the reference dashed), its
-    95% bootstrap band, and a diamond where it reaches the reference's macro F1 at 100% labels
-    (labels needed to match; at the smallest fraction when it is already there)."""
+    95% bootstrap band, a cross on each cell whose runs did not all learn, and a diamond where
+    it reaches the reference's macro F1 at 100% labels (labels needed to match; at the smallest
+    fraction when it is already there), drawn only where the reference's curve rises
+    (:func:`fetalbench.report.comparisons.unread`)."""
     cells = evidence.cells.set_index(["entry", "fraction"]).sort_index()
     with matplotlib.rc_context(STYLE):
         figure = Figure(figsize=(6.4, 4.0), layout="constrained")
         axes = figure.add_subplot()
         colours = _colours(sorted(entries))
-        marked = False
+        marked = crossed = False
         for entry in entries:
             summary, curve = cells.loc[entry], evidence.curves[entry]
             is_reference = curve.method == REFERENCE
@@ -61,8 +63,13 @@ def plot_label_efficiency(evidence: TableEvidence, entries: list[str], title: st
                       linestyle="--" if is_reference else "-", label=entry)
             axes.fill_between(summary.index, summary["low"], summary["high"],
                               color=colours[entry], alpha=0.15, linewidth=0)
+            unlearned = summary[~summary["learned"].astype(bool)]
+            if not unlearned.empty:
+                axes.plot(unlearned.index, unlearned["mean"], marker="x", color="black",
+                          markersize=8, linestyle="none")
+                crossed = True
             if curve.labels_to_match is not None and not math.isinf(
-                    curve.labels_to_match.estimate):
+                    curve.labels_to_match.estimate) and unread(evidence, entry) is None:
                 target = cells.loc[(curve.reference, 1.0), "mean"]
                 axes.plot([curve.labels_to_match.estimate], [target], marker="D",
                           color=colours[entry], markeredgecolor="black", linestyle="none")
@@ -70,6 +77,9 @@ def plot_label_efficiency(evidence: TableEvidence, entries: list[str], title: st
         if marked:
             axes.plot([], [], marker="D", color="white", markeredgecolor="black",
                       linestyle="none", label="reaches the reference at 100%")
+        if crossed:
+            axes.plot([], [], marker="x", color="black", linestyle="none",
+                      label="runs did not all learn (†)")
         fractions = sorted(evidence.cells["fraction"].unique())
         axes.set_xscale("log")
         axes.set_xticks(fractions, [f"{fraction * 100:g}%" for fraction in fractions])

@@ -14,7 +14,15 @@ claims of Migliorelli et al. (2024) and their verdicts (:mod:`fetalbench.report.
 - the paired differences to the reference, their probability of improvement, and the table's
   minimal detectable difference; the label-efficiency numbers (labels needed to match,
   label-saving factors, area under the curve): :mod:`fetalbench.report.comparisons`;
-- macro F1 per ultrasound machine where the test images come from several.
+- macro F1 per ultrasound machine where the test images come from several;
+- per method with a self-supervised stage (pre-training, the dual task's NT-Xent term), its final
+  loss against its chance level, its k-NN probe before and after, and its verdicts.
+
+The board refuses to read noise (:mod:`fetalbench.runs.learning`): a cell whose runs did not
+all learn is marked † with its seeds' verdicts and kept out of every comparison (bold, ▲/▼,
+differences, label efficiency, claims, ranking): :data:`~fetalbench.report.comparisons.
+LEARNED_RULE`. Label-efficiency numbers and claim verdicts are printed only against a reference
+whose curve rises (:func:`fetalbench.report.comparisons.unread`); otherwise one line says why.
 
 Per dataset, a ranking across its complete cells (Friedman test; Nemenyi pairs and the
 critical-difference diagram only when Friedman rejects; Demšar 2006, JMLR 7:1-30). The text
@@ -34,8 +42,16 @@ import pandas as pd
 
 from fetalbench.data.sources import DATASETS
 from fetalbench.report import evidence_tables, figures
-from fetalbench.report.claims import CLAIMS, answer, claims_section
-from fetalbench.report.comparisons import REFERENCE, TableEvidence, table_evidence
+from fetalbench.report.claims import CLAIMS, PROTOCOL, VALIDATION, answer, claims_section
+from fetalbench.report.comparisons import (
+    LEARNED_RULE,
+    REFERENCE,
+    RISE_RULE,
+    TableEvidence,
+    table_evidence,
+    unread,
+    verdict_counts,
+)
 from fetalbench.report.formatting import MISSING, markdown_table, percent
 from fetalbench.report.record_table import EXTRA_METRICS, RecordSet, load_records
 from fetalbench.report.statistics import (
@@ -45,6 +61,7 @@ from fetalbench.report.statistics import (
     friedman,
     posthoc,
 )
+from fetalbench.runs.learning import CHANCE_MARGIN, CHANCE_MARGIN_MIN
 from fetalbench.storage.atomic import write_bytes_atomic
 from fetalbench.storage.digests import sha256_hex
 
@@ -54,6 +71,8 @@ EXTRA_TITLES = {"silhouette": "silhouette", "knn_accuracy": "k-NN accuracy",
                 "pointing_game": "pointing game"}
 QUALIFIERS = {"protocol": "{}", "validation": "{} validation"}
 """Run settings that name a row when a dataset's records use more than one value of them."""
+MARK = "†"
+"""The mark of a cell whose runs did not all learn."""
 
 
 @dataclass(frozen=True)
@@ -99,10 +118,19 @@ def _entry_order(entries: list[str]) -> list[str]:
     return sorted(entries, key=lambda entry: (not is_reference(entry), entry))
 
 
+def learned_rows(rows: pd.DataFrame) -> pd.Series:
+    """Whether each row's cell (task, entry, fraction) has every seed's run learned."""
+    if rows.empty:
+        return pd.Series(dtype=bool, index=rows.index)
+    return rows["learned"].astype(bool).groupby(
+        [rows["task"], rows["entry"], rows["fraction"]]).transform("all")
+
+
 def summarise_table(evidence: TableEvidence) -> pd.DataFrame:
-    """One row per (entry, fraction): n, mean, std, interval, and the comparison with the
-    reference of the same arm (seeds shared with it, Holm-adjusted p of the paired difference,
-    its sign); ``pairs`` and ``p_holm`` are NaN for the reference and uncompared cells."""
+    """One row per (entry, fraction): n, mean, std, interval, whether its runs all learned and
+    their verdicts, and the comparison with the reference of the same arm (seeds shared with
+    it, Holm-adjusted p of the paired difference, its sign); ``pairs`` and ``p_holm`` are NaN
+    for the reference and uncompared cells (those that did not learn among them)."""
     compared = evidence.differences[["entry", "fraction", "pairs", "p_holm", "estimate"]]
     summary = evidence.cells.merge(compared, on=["entry", "fraction"], how="left")
     summary["higher"] = summary["estimate"] > 0
@@ -110,7 +138,8 @@ def summarise_table(evidence: TableEvidence) -> pd.DataFrame:
 
 
 def _cell_text(cell: pd.Series, best: float) -> str:
-    mean = f"**{cell['mean']:.3f}**" if cell["mean"] == best else f"{cell['mean']:.3f}"
+    bold = bool(cell["learned"]) and cell["mean"] == best
+    mean = f"**{cell['mean']:.3f}**" if bold else f"{cell['mean']:.3f}"
     if not math.isnan(cell["std"]):
         mean += f" ± {cell['std']:.3f}"
     if not math.isnan(cell["low"]):
@@ -118,12 +147,13 @@ def _cell_text(cell: pd.Series, best: float) -> str:
     text = mean + f" (n={cell['n']})"
     if cell["p_holm"] < ALPHA:
         text += " ▲" if cell["higher"] else " ▼"
-    return text
+    return text if cell["learned"] else f"{text} {MARK}"
 
 
 def _score_table(summary: pd.DataFrame) -> str:
     fractions = sorted(summary["fraction"].unique())
-    best = summary.groupby("fraction")["mean"].max()
+    best = summary[summary["learned"].astype(bool)].groupby("fraction")["mean"].max()
+    best = best.reindex(sorted(summary["fraction"].unique()))
     cells = summary.set_index(["entry", "fraction"])
     body = [
         [entry, *(_cell_text(cells.loc[(entry, fraction)], best[fraction])
@@ -131,6 +161,25 @@ def _score_table(summary: pd.DataFrame) -> str:
         for entry in _entry_order(list(summary["entry"].unique()))
     ]
     return markdown_table(["method", *(f"{percent(f)} labels" for f in fractions)], body)
+
+
+def marked_note(rows: pd.DataFrame, summary: pd.DataFrame) -> str | None:
+    """Which cells are marked †, their seeds' verdicts and the stages that did not learn; None
+    when every cell learned."""
+    marked = summary[~summary["learned"].astype(bool)]
+    if marked.empty:
+        return None
+    order = {entry: index for index, entry in enumerate(_entry_order(list(summary["entry"])))}
+    marked = marked.assign(order=marked["entry"].map(order)).sort_values(["order", "fraction"])
+    parts = []
+    for cell in marked.itertuples():
+        runs = rows[(rows["entry"] == cell.entry) & (rows["fraction"] == cell.fraction)]
+        stages = sorted({stage for names in runs["unlearned_stages"] for stage in names})
+        parts.append(f"`{cell.entry}` at {percent(cell.fraction)}: {cell.verdicts}"
+                     + (f" ({', '.join(stages)})" if stages else " (no stage checked)"
+                        if (runs["learning"] == "not checked").any() else ""))
+    return (f"{MARK} Runs that did not all learn, kept out of every comparison (verdict, seeds; "
+            f"stages that did not learn): {'; '.join(parts)}.")
 
 
 def _score_notes(rows: pd.DataFrame, summary: pd.DataFrame, evidence: TableEvidence) -> str:
@@ -157,10 +206,12 @@ def _score_notes(rows: pd.DataFrame, summary: pd.DataFrame, evidence: TableEvide
                               ("dataset fingerprint", "dataset_fingerprint"))
     )
     labelled = evidence_tables.labelled_images_note(rows)
+    marked = marked_note(rows, summary)
     return " ".join([
         "Macro F1 on the official test split: mean ± std over seeds [95% interval], n = seeds.",
         evidence_tables.images_note(evidence),
-        f"**Bold**: best mean in the column. {significance}",
+        f"**Bold**: best mean in the column among cells whose runs all learned. {significance}",
+        *([marked] if marked else []),
         *([labelled] if labelled else []),
         f"Setup: {setup}.",
     ])
@@ -168,40 +219,101 @@ def _score_notes(rows: pd.DataFrame, summary: pd.DataFrame, evidence: TableEvide
 
 def _extras_table(rows: pd.DataFrame) -> str | None:
     """Silhouette, k-NN accuracy and pointing game (means over seeds) at the largest fraction
-    that has any of them; None when no record has them."""
+    that has any of them (an entry marked † where its runs there did not all learn); None when
+    no record has them."""
     present = [key for key in EXTRA_METRICS if rows[key].notna().any()]
     if not present:
         return None
     measured = rows[rows[present].notna().any(axis=1)]
     top = measured[measured["fraction"] == measured["fraction"].max()]
     means = top.groupby("entry")[present].mean()
-    body = [[entry, *(MISSING if math.isnan(value) else f"{value:.3f}"
-                      for value in means.loc[entry])]
+    body = [[evidence_tables.marked(top, entry),
+             *(MISSING if math.isnan(value) else f"{value:.3f}" for value in means.loc[entry])]
             for entry in _entry_order(list(means.index))]
     table = markdown_table(["method", *(EXTRA_TITLES[key] for key in present)], body)
     return (f"Representation and localisation at {percent(top['fraction'].iloc[0])} labels "
             f"(mean over seeds):\n\n{table}")
 
 
+def unread_lines(rows: pd.DataFrame, evidence: TableEvidence) -> list[str]:
+    """One line per reference of the table whose label efficiency (and, in the claims' setting,
+    claims) is not read, saying why (:func:`fetalbench.report.comparisons.unread`)."""
+    claimed = set(rows.loc[(rows["protocol"] == PROTOCOL) & (rows["validation"] == VALIDATION),
+                           "entry"])
+    why = {reference: unread(evidence, reference) for reference in sorted(evidence.rises)}
+    return [f"Label efficiency{' and claims' if reference in claimed else ''} not read: {reason}."
+            for reference, reason in why.items() if reason is not None]
+
+
 def _evidence_parts(rows: pd.DataFrame, evidence: TableEvidence) -> list[str]:
-    """The differences to the reference and the label-efficiency numbers of one table."""
+    """The differences to the reference and the label-efficiency numbers of one table (only
+    against references whose curve rises; a line says why for the others)."""
     order = _entry_order(list(evidence.curves))
     parts = []
     differences = evidence_tables.difference_table(evidence, order)
     if differences:
         parts += [f"Difference to `{REFERENCE}`:", differences,
                   evidence_tables.difference_notes(evidence)]
-    if any(curve.saving is not None for curve in evidence.curves.values()):
-        parts += ["Label efficiency:", evidence_tables.label_efficiency_table(evidence, order),
+    readable = [entry for entry in order if unread(evidence, entry) is None]
+    if any(evidence.curves[entry].saving is not None for entry in readable):
+        parts += ["Label efficiency:", evidence_tables.label_efficiency_table(evidence, readable),
                   evidence_tables.label_efficiency_notes()]
-    machines = evidence_tables.per_machine_table(rows, order)
+    parts += unread_lines(rows, evidence)
+    pretraining = pretraining_table(rows)
+    parts += [pretraining] if pretraining else []
+    machines = evidence_tables.per_machine_table(rows, _entry_order(list(rows["entry"].unique())))
     return parts + ([machines] if machines else [])
+
+
+def pretraining_table(rows: pd.DataFrame) -> str | None:
+    """"Pre-training loss against chance": per entry with a self-supervised stage, the mean
+    final loss over its distinct stage runs, its chance level, the k-NN probe start -> end and
+    the verdicts counted; None when no run of the table has such a stage."""
+    stages = rows[rows["pretraining_stage"].notna()]
+    if stages.empty:
+        return None
+    numbers = ["pretraining_loss", "pretraining_chance", "pretraining_probe_start",
+               "pretraining_probe_end"]
+    # A pre-training stage is shared by every fraction of a seed: count it once per seed; the
+    # dual task's term is trained by each run.
+    shared = stages["pretraining_stage"].str.startswith("pre-training")
+    distinct = stages.assign(run=stages["fraction"].where(~shared, -1.0)).drop_duplicates(
+        ["entry", "pretraining_stage", "seed", "run", *numbers, "pretraining_verdict"])
+    order = _entry_order(list(distinct["entry"].unique()))
+    groups = sorted(distinct.groupby(["entry", "pretraining_stage"]),
+                    key=lambda item: (order.index(item[0][0]), item[0][1]))
+    body = []
+    for (entry, stage), group in groups:
+        means = group[numbers].mean()
+        rules = sorted(group["pretraining_chance_rule"].dropna().unique())
+        chance = MISSING if math.isnan(means["pretraining_chance"]) else (
+            f"{means['pretraining_chance']:.3f}" + (f" ({', '.join(rules)})" if rules else ""))
+        probe = MISSING if math.isnan(means["pretraining_probe_start"]) else (
+            f"{means['pretraining_probe_start']:.3f} → {means['pretraining_probe_end']:.3f}")
+        body.append([entry, stage, str(len(group)), f"{means['pretraining_loss']:.3f}", chance,
+                     probe, verdict_counts(group["pretraining_verdict"])])
+    table = markdown_table(["method", "stage", "runs", "final loss", "chance level",
+                            "k-NN probe start → end", "verdicts"], body)
+    return (
+        "Pre-training loss against chance:\n\n" + table + "\n\n"
+        "Per method with a self-supervised stage (a pre-training stage, or the dual task's "
+        "NT-Xent term): its final loss (the mean loss over the last tenth of its steps), mean "
+        "over its runs (a pre-training stage is shared by every label fraction of a seed and "
+        "counts once), against its chance level (the loss of outputs that carry no "
+        "information; the rule in parentheses); the k-NN accuracy of its features on the "
+        "validation carve-out before and after it (mean); and its runs' learning verdicts. A "
+        f"stage learned when its final loss is at most chance - max({CHANCE_MARGIN:g} · "
+        f"|chance|, {CHANCE_MARGIN_MIN:g}), its probe ended above its start and its loss had "
+        "stopped falling."
+    )
 
 
 def rank_dataset(rows: pd.DataFrame) -> Ranking | None:
     """Ranking of one dataset's entries over the (task, fraction) cells where every entry has
-    results (cell score = mean macro F1 over seeds); None with fewer than 3 entries or 2 cells."""
-    scores = rows.groupby(["task", "fraction", "entry"])["macro_f1"].mean().unstack("entry")
+    results whose runs all learned (cell score = mean macro F1 over seeds); an entry none of
+    whose cells learned is never ranked. None with fewer than 3 ranked entries or 2 cells."""
+    learned = rows[learned_rows(rows)]
+    scores = learned.groupby(["task", "fraction", "entry"])["macro_f1"].mean().unstack("entry")
     scores = scores.dropna()
     if scores.shape[1] < 3 or scores.shape[0] < 2:
         return None
@@ -215,20 +327,27 @@ def draws_diagram(ranking: Ranking | None) -> bool:
 
 
 def _ranking_section(rows: pd.DataFrame, ranking: Ranking | None, link: str | None) -> str:
-    entries, title = rows["entry"].nunique(), DATASETS.get(rows["dataset"].iloc[0]).title
+    title = DATASETS.get(rows["dataset"].iloc[0]).title
+    learned = rows[learned_rows(rows)]
+    entries = learned["entry"].nunique()
+    never = sorted(set(rows["entry"]) - set(learned["entry"]))
     lines = [f"### Ranking across cells: {title}", ""]
+    if never:
+        lines += [f"Never ranked, no cell of theirs has runs that all learned ({MARK}): "
+                  + ", ".join(f"`{entry}`" for entry in _entry_order(never)) + ".", ""]
     if ranking is None:
-        complete = rows.groupby(["task", "fraction"])["entry"].nunique().eq(entries).sum()
+        complete = learned.groupby(["task", "fraction"])["entry"].nunique().eq(entries).sum()
         lines.append(f"A ranking needs at least 3 methods and 2 cells (task x label fraction) "
-                     f"where every method has results; there are {entries} methods and "
-                     f"{complete} such cells.")
+                     f"where every method has results whose runs all learned; there are "
+                     f"{entries} such methods and {complete} such cells.")
         return "\n".join(lines)
-    cells = ranking.scores.shape[0]
+    cells, entries = ranking.scores.shape
     body = [[entry, f"{rank:.2f}", f"{ranking.scores[entry].mean():.3f}"]
             for entry, rank in ranking.mean_ranks.items()]
     lines += [
         f"Mean rank (1 = best) over the {cells} cells (task x label fraction) where all "
-        f"{entries} methods have results; a cell's score is the mean macro F1 over seeds.",
+        f"{entries} ranked methods have results whose runs all learned (cells marked "
+        f"{MARK} are left out); a cell's score is the mean macro F1 over seeds.",
         "",
         markdown_table(["method", "mean rank", "mean macro F1"], body),
         "",
@@ -269,8 +388,9 @@ def explained_runs(rows: pd.DataFrame) -> list[pd.Series]:
     means = largest.groupby("entry")["macro_f1"].mean()
     chosen = [entry for entry in _entry_order(list(means.index))[:1]
               if entry.split(" (")[0] == REFERENCE]
-    best = str(means.idxmax())
-    chosen += [best] if best not in chosen else []
+    learned = largest[learned_rows(largest)].groupby("entry")["macro_f1"].mean()
+    best = None if learned.empty else str(learned.idxmax())
+    chosen += [best] if best is not None and best not in chosen else []
     return [largest[largest["entry"] == entry].sort_values("seed").iloc[0] for entry in chosen]
 
 
@@ -351,6 +471,7 @@ def render_leaderboard(records: RecordSet, command: str, figures_dir: Path | Non
         "Label-efficient fetal ultrasound standard-plane classification, after Migliorelli et "
         "al., Computers in Biology and Medicine 174:108430 (2024): macro F1 on the official test "
         "split by method (rows) and labelled fraction of the training set (columns).",
+        f"{LEARNED_RULE} {RISE_RULE}",
     ]
 
     def link(name: str) -> str | None:

@@ -16,9 +16,16 @@ Besides the metrics, a row carries what the report needs beyond them: the labell
 validation images of the run (``labelled``, ``validation_labelled``: the validation images choose
 the checkpoint), each test image's label and prediction as the record's base-36 strings
 (``test_labels``, ``test_predicted``) with the sha256 of the test set's order (``test_order``),
-and macro F1 per ultrasound machine (``per_machine``: machine -> (macro F1, test images)). Records
-made before records kept them (migrated from schema 1) have None there, and NaN image counts
-where their split lacks them.
+and macro F1 per ultrasound machine (``per_machine``: machine -> (macro F1, test images)), with
+None there where a record lacks them and NaN image counts where its split lacks them.
+
+A row also carries whether its run learned (:mod:`fetalbench.runs.learning`): ``learning``, the
+run's verdict (``learned``, ``still improving``, ``did not learn`` or ``not checked``), and
+``learned``, whether that verdict is ``learned``; ``unlearned_stages``, the names of the stages
+whose verdict is not ``learned``; and, for a method with a self-supervised stage (a pre-training
+stage, named ``pre-training <objective>``, or the dual task's ``dual task: NT-Xent`` term), that
+stage's name, final loss, chance level (and its rule), k-NN probe accuracy before and after, and
+verdict (``pretraining_*``; None or NaN for a method without one).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import pandas as pd
 from fetalbench.data.sources import DATASETS
 from fetalbench.data.splits import VALIDATION_SETTINGS
 from fetalbench.errors import FetalbenchError
+from fetalbench.runs.learning import LEARNED, NOT_CHECKED, VERDICTS
 from fetalbench.runs.records import SCHEMA_VERSION, record_files
 from fetalbench.runs.validation import validate_record
 
@@ -42,9 +50,15 @@ EXTRA_METRICS = {"silhouette": "embedding", "knn_accuracy": "embedding",
                  "pointing_game": "localisation"}
 RUN_COLUMNS = ("method", "task", "dataset", "synthetic", "fraction", "seed", "protocol",
                "validation", "pool", "profile", "dataset_fingerprint", "spec_hash", "path")
+LEARNING_COLUMNS = ("learning", "learned", "unlearned_stages", "pretraining_stage",
+                    "pretraining_loss", "pretraining_chance", "pretraining_chance_rule",
+                    "pretraining_probe_start", "pretraining_probe_end", "pretraining_verdict")
+"""What a successful row says of its run's learning checks (see the module docstring)."""
 OK_COLUMNS = (*RUN_COLUMNS, "macro_f1", "accuracy", "balanced_accuracy", "sensitivity",
               "precision", "classes", *EXTRA_METRICS, "labelled", "validation_labelled",
-              "test_labels", "test_predicted", "test_order", "per_machine")
+              "test_labels", "test_predicted", "test_order", "per_machine", *LEARNING_COLUMNS)
+SELF_SUPERVISED_TERMS = ("dual task: NT-Xent",)
+"""Stages that train a backbone without labels besides those named ``pre-training ...``."""
 FAILED_COLUMNS = (*RUN_COLUMNS, "error")
 
 
@@ -201,6 +215,48 @@ class _RecordReader:
             **self.split_sizes(record),
             **self.predictions(record),
             "per_machine": self.per_machine(metrics),
+            **self.learning(record),
+        }
+
+    def learning(self, record: dict) -> dict:
+        """The run's learning verdict and its self-supervised stage's numbers (the first stage
+        of kind ``self-supervised`` named ``pre-training ...`` or a listed term)."""
+        section = self.field(record, "learning", "an object", "")
+        verdict = self.choice(section, "verdict", (*VERDICTS, NOT_CHECKED), "learning.")
+        stages = self.field(section, "stages", "a list", "learning.")
+        unlearned, pretraining = [], None
+        for index, stage in enumerate(stages):
+            where = f"learning.stages[{index}]."
+            if not isinstance(stage, dict):
+                raise self.fail(f"{where[:-1]} must be an object")
+            name = self.field(stage, "name", "text", where)
+            kind = self.field(stage, "kind", "text", where)
+            if self.choice(stage, "verdict", VERDICTS, where) != LEARNED:
+                unlearned.append(name)
+            if pretraining is None and kind == "self-supervised" and (
+                    name.startswith("pre-training") or name in SELF_SUPERVISED_TERMS):
+                pretraining = (stage, where)
+        row = {"learning": verdict, "learned": verdict == LEARNED,
+               "unlearned_stages": tuple(unlearned), "pretraining_stage": None,
+               "pretraining_loss": math.nan, "pretraining_chance": math.nan,
+               "pretraining_chance_rule": None, "pretraining_probe_start": math.nan,
+               "pretraining_probe_end": math.nan, "pretraining_verdict": None}
+        if pretraining is None:
+            return row
+        stage, where = pretraining
+
+        def number(key: str) -> float:
+            value = stage.get(key)
+            return math.nan if value is None else float(self.field(stage, key, "a number", where))
+
+        rule = stage.get("chance_rule")
+        return row | {
+            "pretraining_stage": stage["name"], "pretraining_loss": number("final_loss"),
+            "pretraining_chance": number("chance_loss"),
+            "pretraining_chance_rule": rule if isinstance(rule, str) else None,
+            "pretraining_probe_start": number("probe_start"),
+            "pretraining_probe_end": number("probe_end"),
+            "pretraining_verdict": stage["verdict"],
         }
 
     def split_sizes(self, record: dict) -> dict[str, float]:
