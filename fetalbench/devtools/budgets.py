@@ -318,6 +318,24 @@ def _pretrain_table(rows: Sequence[PretrainBudget]) -> str:
     return tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)
 
 
+ORIGIN = (
+    "Where the numbers come from. The schedule of Migliorelli et al. (2024) itself (epochs, "
+    "batch, learning rate) is not given in any source this project has (its abstract names "
+    "strategies, tasks and label amounts, not budgets), so no profile claims to reproduce it. "
+    "The rule follows published practice instead: self-supervised recipes pre-train for hundreds "
+    "of epochs with a warm-up (SimCLR, Chen et al. 2020: 100-800 epochs on ImageNet, 10 of "
+    "warm-up; solo-learn's CIFAR and ImageNet-100 configurations: 400-1,000 epochs), and "
+    "fine-tuning budgets grow with the labelled set within a floor and a ceiling (the "
+    "BiT-HyperRule of Kolesnikov et al., \"Big Transfer\", ECCV 2020: 500 steps below 20,000 "
+    "images, 10,000 below 500,000). `gpu` and `paper` take 200 and 300 passes over the pool, and "
+    "50 passes over the labelled set within 200-3,000 steps. `quick` is what two CPU cores "
+    "afford for the board: its passes are the fewest at which the checks of "
+    "`fetalbench/runs/learning.py` pass for the reference and the ImageNet-initialised "
+    "stages on the phantom (the README's committed results give the measurements)."
+)
+"""Why the profiles' numbers are what they are; the doc's second paragraph."""
+
+
 def render_markdown(profiles: Sequence[Profile], finetune: Sequence[FinetuneBudget],
                     pretrain: Sequence[PretrainBudget],
                     seconds: Mapping[str, float] | None = None) -> str:
@@ -339,6 +357,8 @@ def render_markdown(profiles: Sequence[Profile], finetune: Sequence[FinetuneBudg
         "(0: never); the tables give the budget, the most a run trains.",
         "",
         rule_table(profiles),
+        "",
+        ORIGIN,
         "",
         "FT: fine-tuning (and linear probing), in passes over the labelled set; PT: "
         "self-supervised pre-training, in passes over the unlabelled pool; the validation "
