@@ -54,10 +54,13 @@ def test_cross_machine_split_on_the_real_csv(real_catalog: pd.DataFrame, name: s
     # (validation, labelled, pool) is the training machine's, the test is the other's
     split = split_task(rows, 0.05, seed=0)
     positions = np.concatenate([split.train, split.validation, split.labelled,
-                                split.unlabelled_pool])
+                                split.unlabelled_pool, split.validation_carve_out])
     assert set(rows.iloc[positions]["machine"]) == {task.train_machine}
     assert set(rows.iloc[split.test]["machine"]) == {task.test_machine}
-    assert len(split.test) == len(test) and len(split.unlabelled_pool) == len(train)
+    # the pool is the training machine's images outside the validation carve-out
+    assert len(split.test) == len(test)
+    assert len(split.unlabelled_pool) + len(split.validation_carve_out) == len(train)
+    assert not set(split.unlabelled_pool) & set(split.validation_carve_out)
     assert set(rows.iloc[split.validation]["label"]) == set(range(len(task.classes)))
     assert set(rows.iloc[split.labelled]["label"]) == set(range(len(task.classes)))
 

@@ -40,9 +40,13 @@ def test_quiet_prints_only_the_result_lines(
     assert main(run_command(real_subset_root, tmp_path, "--quiet")) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
-    first, second = captured.out.splitlines()
+    # the result line, the learning check (the run's verdict, then one line per stage) and
+    # the record's path
+    first, verdict, *stages, last = captured.out.splitlines()
     assert "test macro F1" in first and "1 CPU thread(s)" in first
-    assert second.startswith("record: ")
+    assert verdict.startswith("learning check: ")
+    assert [line.split(":")[0] for line in stages] == ["  pre-training simclr", "  fine-tuning"]
+    assert last.startswith("record: ")
 
 
 def test_a_grid_prints_one_line_per_finished_run(

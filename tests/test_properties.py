@@ -200,11 +200,15 @@ def test_task_split_is_patient_disjoint_and_covers_every_class(rows, seed, fract
     split = split_task(rows, fraction, seed, validation_fraction=0.2)
     again = split_task(rows, fraction, seed, validation_fraction=0.2)
     assert all(np.array_equal(getattr(split, part), getattr(again, part))
-               for part in ("labelled", "train", "validation", "test", "unlabelled_pool"))
+               for part in ("labelled", "train", "validation", "test", "unlabelled_pool",
+                            "validation_carve_out"))
     patients, labels = rows["patient"].to_numpy(), rows["label"].to_numpy()
     is_train = rows["train"].to_numpy()
     assert np.array_equal(split.test, np.flatnonzero(~is_train))
-    assert np.array_equal(split.unlabelled_pool, np.flatnonzero(is_train))
+    # the pool is the training images outside the validation carve-out (the fixed validation)
+    assert np.array_equal(split.unlabelled_pool, split.train)
+    assert np.array_equal(split.validation_carve_out, split.validation)
+    assert not set(split.unlabelled_pool) & set(split.validation_carve_out)
     assert np.array_equal(np.sort(np.concatenate([split.train, split.validation])),
                           np.flatnonzero(is_train))
     train_patients, validation_patients = set(patients[split.train]), set(

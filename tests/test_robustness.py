@@ -48,6 +48,7 @@ from fetalbench.methods.simclr import SimCLR, SimCLRSettings
 from fetalbench.orchestrate.grid import run_grid
 from fetalbench.orchestrate.suites import load_suite
 from fetalbench.runs.checkpoints import load_classifier, save_classifier
+from fetalbench.runs.learning import SELF_SUPERVISED, checked
 from fetalbench.runs.records import read_record_status
 from fetalbench.runs.spec import RunSpec, resolve_spec
 from fetalbench.runs.validation import validate_paths
@@ -457,11 +458,15 @@ def test_second_pretraining_of_a_stage_waits_for_the_first_and_reuses_it(tmp_pat
             time.sleep(0.05)
         assert any(f"waiting for pid {os.getpid()}" in line for line in log), log
         assert waiter.is_alive()
+        check = checked(name="pre-training simclr", kind=SELF_SUPERVISED, steps=2, steps_run=2,
+                        loss_curve=(0.7, 0.5), final_loss=0.5, probe_start=0.5, probe_end=0.75)
         save_backbone(first, tmp_path, key, {"seconds": 1.0,
-                                             "result": {"final_loss": 0.5, "steps": 2}})
+                                             "result": {"final_loss": 0.5, "steps": 2},
+                                             "check": check.as_record()})
     waiter.join(60)
     assert result and result[0]["reused"] is True and result[0]["final_loss"] == 0.5
     assert not any(line.startswith("pre-training simclr") for line in log)
+    assert context.checks == [check]  # the reused stage's learning check goes into the record
 
 
 # --- hostile CSV ---------------------------------------------------------------------------------

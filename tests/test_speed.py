@@ -135,8 +135,21 @@ def test_gpu_check_projects_a_suite_from_its_stages_and_runs() -> None:
     from fetalbench.profiles import get_profile
 
     timing = Timing("gpu", pretrain_step_s=0.036, downstream_step_s=0.02, run_fixed_s=6.0)
-    row = project(load_suite("phantom"), get_profile("gpu"), timing)
-    # 16 methods x 2 tasks x 3 fractions x 5 seeds; 11 of them pre-train, once per task and seed
-    assert (row["runs"], row["stages"]) == (480, 110)
-    assert row["stage_hours"] == round(110 * 500 * 0.036 / 3600, 2)
-    assert row["run_hours"] == round(480 * (300 * 0.02 + 6.0) / 3600, 2)
+    suite = load_suite("phantom")
+    row = project(suite, get_profile("gpu"), timing)
+    # every method x task x fraction x seed (one protocol) is a run; every method but the
+    # supervised ones, FixMatch and the dual task (one stage, labels and pool together) has a
+    # pre-training stage (the compute-matched control's optimises nothing, but it is a stage),
+    # trained once per task and seed whatever the fraction
+    without_stage = {"supervised_scratch", "supervised_imagenet", "fixmatch_imagenet",
+                     "dual_task", "dual_task_imagenet"}
+    assert suite.protocols == ("finetune",) and without_stage <= set(suite.methods)
+    runs = len(suite.methods) * len(suite.tasks) * len(suite.fractions) * len(suite.seeds)
+    stages = (len(suite.methods) - len(without_stage)) * len(suite.tasks) * len(suite.seeds)
+    assert (row["runs"], row["stages"]) == (runs, stages)
+    assert row["stages"] < row["runs"]
+    # each counted at the gpu profile's largest budgets: 20,000 pre-training, 3,000 fine-tuning
+    assert row["stage_hours"] == round(stages * 20_000 * 0.036 / 3600, 2)
+    assert row["run_hours"] == round(runs * (3_000 * 0.02 + 6.0) / 3600, 2)
+    assert row["hours"] == round((stages * 20_000 * 0.036 + runs * (3_000 * 0.02 + 6.0)) / 3600,
+                                 2)

@@ -45,8 +45,17 @@ def test_splits_on_the_real_csv(real_catalog: pd.DataFrame, task_name: str, seed
         assert np.all(per_class >= np.ceil(fraction * available) - 1e-9)
         assert np.all(per_class <= fraction * available + largest_patient)
     assert np.array_equal(splits[1.0].labelled, first.train)
-    # the unlabelled pool is every official training image of the task
-    assert len(first.unlabelled_pool) == int(rows["train"].sum())
+    # the unlabelled pool is every official training image of the task outside the validation
+    # carve-out (which, under the fixed setting, is the validation set): together they partition
+    # the official training images, and the pool is the training part
+    official_train = set(np.flatnonzero(rows["train"].to_numpy()))
+    for split in splits.values():
+        pool, carve_out = set(split.unlabelled_pool), set(split.validation_carve_out)
+        assert not pool & carve_out
+        assert pool | carve_out == official_train
+        assert np.array_equal(split.unlabelled_pool, split.train)
+        assert np.array_equal(split.validation_carve_out, split.validation)
+    assert len(first.unlabelled_pool) + len(first.validation_carve_out) == int(rows["train"].sum())
 
 
 @pytest.mark.parametrize("task_name", ["planes", "brain"])
@@ -59,6 +68,9 @@ def test_scaled_validation_is_no_larger_than_the_labelled_set(real_catalog: pd.D
     for fraction, split in scaled.items():
         assert np.array_equal(split.labelled, split_task(rows, fraction, 0).labelled)
         assert set(split.validation) <= set(fixed.validation)
+        # the whole carve-out stays out of the pool, also the part scaled validation leaves out
+        assert np.array_equal(split.validation_carve_out, fixed.validation)
+        assert not set(split.unlabelled_pool) & set(split.validation_carve_out)
         per_class = np.bincount(labels[split.validation], minlength=n_classes)
         assert per_class.min() >= 1
         assert np.all(per_class <= np.bincount(labels[split.labelled], minlength=n_classes))
