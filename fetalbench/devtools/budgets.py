@@ -267,8 +267,11 @@ def seconds_section(seconds: Mapping[str, float] | None) -> str:
     parsed = sorted((key.split("/") for key in seconds),
                     key=lambda p: (p[0], p[1], p[2], _fraction_key(p[3])))
     table = [[*parts, f"{seconds['/'.join(parts)]:.1f}"] for parts in parsed]
-    lines.append("Wall-clock seconds of whole runs (training and test) measured on this "
-                 "machine; the file passed with `--seconds` says how they were measured.")
+    lines.append("Wall-clock seconds of whole runs on this machine (data, training, test and "
+                 "explanation: the median of the records' `timings.total_s` over seeds; a run "
+                 "that trained its pre-training stage includes it), one thread per run, as the "
+                 "committed records were made (the README's committed results say how many "
+                 "ran at once).")
     lines.append("")
     lines.append(tabulate(table, headers=["profile", "task", "method", "fraction", "seconds"],
                           tablefmt="github", disable_numparse=True))
