@@ -230,10 +230,16 @@ def load_catalog(root: Path) -> pd.DataFrame:
             f"({int(absent.sum())} image(s) of {csv_path} in all, first at line "
             f"{_csv_line(index)}); restore the images or remove their rows"
         )
+    return catalog_frame(table, images.resolve())
+
+
+def catalog_frame(table: pd.DataFrame, images: Path) -> pd.DataFrame:
+    """The catalog of a read CSV (:func:`read_metadata`) whose images lie in ``images``:
+    :data:`CATALOG_COLUMNS`, ``path`` where each image is (or would be)."""
     return pd.DataFrame(
         {
             "image_name": table["Image_name"],
-            "path": [str((images / f"{name}.png").resolve()) for name in table["Image_name"]],
+            "path": [str(images / f"{name}.png") for name in table["Image_name"]],
             "patient": table["Patient_num"].astype(int),
             "plane": table["Plane"],
             "brain_plane": table["Brain_plane"],

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from fetalbench.data.fetal_planes_db import CSV_NAME, IMAGES_DIR, read_metadata
+from fetalbench.data.fetal_planes_db import CSV_NAME, IMAGES_DIR, catalog_frame, read_metadata
 from fetalbench.data.phantom.render import PhantomSettings, _write_csv, plan_phantom
 from fetalbench.data.sources import DATASETS
 from fetalbench.data.splits import split_task
@@ -57,20 +57,7 @@ def catalog_from_csv(csv_path: Path) -> pd.DataFrame:
     FETAL_PLANES_DB-layout CSV, without looking for its images: the same columns and values,
     ``path`` being where each image would lie beside the CSV."""
     csv_path = Path(csv_path)
-    table = read_metadata(csv_path)
-    images = csv_path.resolve().parent / IMAGES_DIR
-    return pd.DataFrame(
-        {
-            "image_name": table["Image_name"],
-            "path": [str(images / f"{name}.png") for name in table["Image_name"]],
-            "patient": table["Patient_num"].astype(int),
-            "plane": table["Plane"],
-            "brain_plane": table["Brain_plane"],
-            "operator": table["Operator"],
-            "machine": table["US_Machine"],
-            "train": table["Train"] == "1",
-        }
-    )
+    return catalog_frame(read_metadata(csv_path), csv_path.resolve().parent / IMAGES_DIR)
 
 
 def phantom_catalog(settings: PhantomSettings | None = None) -> pd.DataFrame:
