@@ -60,6 +60,11 @@ def test_a_loss_at_chance_did_not_learn() -> None:
     assert pretraining(final_loss=math.log(127) - 0.1).verdict == DID_NOT_LEARN
 
 
+def test_weights_that_did_not_move_did_not_learn() -> None:
+    assert pretraining(weight_change=0.0).verdict == DID_NOT_LEARN
+    assert pretraining(weight_change=0.01).verdict == LEARNED
+
+
 def test_a_probe_not_above_its_start_did_not_learn() -> None:
     stale = pretraining(probe_end=0.48)
     assert stale.verdict == DID_NOT_LEARN and "k-NN probe" in stale.reasons[0]
@@ -114,6 +119,8 @@ def test_stages_trained_at_learning_rate_zero_did_not_learn(tmp_path: Path) -> N
     notes = fit_classifier(context, Classifier(backbone, 3))
     stage, tuning = context.checks
     assert stage.name == "pre-training simclr" and stage.verdict == DID_NOT_LEARN
+    assert stage.weight_change == 0 and "weights did not change" in " ".join(stage.reasons)
+    assert stage.probe_start is not None and stage.probe_end is not None
     assert stage.chance_loss == pytest.approx(math.log(2 * 8 - 1), abs=1e-6)
     assert tuning.name == "fine-tuning" and tuning.verdict == DID_NOT_LEARN
     assert tuning.chance_loss == pytest.approx(LN3, abs=1e-6)

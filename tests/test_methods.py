@@ -32,7 +32,8 @@ def tiny_context(method: str, cache_root: Path, profile: Profile = ONE_STEP,
     labels = torch.arange(24) % 3
     data = TaskData(classes=("a", "b", "c"), labelled_images=images[:8],
                     labelled_labels=labels[:8], validation_images=images[8:14],
-                    validation_labels=labels[8:14], unlabelled_images=images)
+                    validation_labels=labels[8:14], unlabelled_images=images,
+                    probe_images=images[14:], probe_labels=labels[14:])
     spec = RunSpec(method=method, task="brain", dataset="test", dataset_fingerprint="test",
                    fraction=0.5, seed=0, protocol=protocol, pool="task", profile=profile)
     return MethodContext(spec, data, cache_root, log=log)

@@ -35,7 +35,12 @@ def test_the_tensors_follow_the_split_and_the_pool(real_subset_root: Path, tmp_p
     # the task's pool: its training images outside the validation carve-out
     assert torch.equal(methods.unlabelled_images[:, 0],
                        torch.from_numpy(data.images[data.split.unlabelled_pool]))
-    assert len(methods.validation_groups) == len(methods.validation_labels)
+    # the probe's bank: every training image outside the carve-out with its label, whatever the
+    # fraction, and no patient of the carve-out
+    assert torch.equal(methods.probe_labels, torch.from_numpy(data.labels[data.split.train]))
+    assert torch.equal(methods.probe_images, methods.unlabelled_images)
+    patients = data.rows["patient"].to_numpy()
+    assert not set(patients[data.split.train]) & set(patients[data.split.validation])
     assert torch.equal(data.test_images()[:, 0],
                        torch.from_numpy(data.images[data.split.test]))
     assert data.test_labels.dtype == np.int64 and len(data.test_labels) == len(data.split.test)

@@ -74,9 +74,8 @@ class RunData:
             validation_images=_image_tensor(self.images, self.split.validation),
             validation_labels=torch.from_numpy(self.labels[self.split.validation]),
             unlabelled_images=self.unlabelled_images(),
-            validation_groups=torch.from_numpy(
-                pd.factorize(self.rows["patient"].to_numpy()[self.split.validation])[0]
-            ),
+            probe_images=_image_tensor(self.images, self.split.train),
+            probe_labels=torch.from_numpy(self.labels[self.split.train]),
         )
 
     @property

@@ -37,9 +37,14 @@ class TaskData:
     ``unlabelled_images`` is the pool self-supervised stages, the dual task and FixMatch learn
     from: every official training image of the task (``pool="task"``, as in the paper) or of the
     whole dataset (``pool="dataset"``) outside the validation carve-out, so no run trains on the
-    images that select its model. ``validation_groups`` holds the patient of each validation
-    image as an integer (the k-NN probe of :mod:`fetalbench.methods.probe` leaves a patient's own
-    images out of its neighbours); None when unknown, and then each image is its own group.
+    images that select its model.
+
+    ``probe_images`` and ``probe_labels`` are the task's training images outside the carve-out
+    with *all* their labels, whatever the fraction: the labelled neighbours of the k-NN probe
+    (:mod:`fetalbench.methods.probe`), which only checks whether a stage learned and decides
+    nothing about the run's model. No method trains on them (``tests/test_methods.py`` audits
+    what every method trains on); None when a caller builds data without them, and then a stage
+    is not probed.
     """
 
     classes: tuple[str, ...]
@@ -48,13 +53,8 @@ class TaskData:
     validation_images: torch.Tensor
     validation_labels: torch.Tensor
     unlabelled_images: torch.Tensor
-    validation_groups: torch.Tensor | None = None
-
-    def validation_patients(self) -> torch.Tensor:
-        """The validation images' groups (:attr:`validation_groups`, or one per image)."""
-        if self.validation_groups is not None:
-            return self.validation_groups
-        return torch.arange(len(self.validation_labels))
+    probe_images: torch.Tensor | None = None
+    probe_labels: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

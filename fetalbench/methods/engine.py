@@ -99,6 +99,19 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     return None
 
 
+def trainable_weights(module: torch.nn.Module) -> torch.Tensor:
+    """A detached copy of ``module``'s parameters (not its buffers: BatchNorm statistics move
+    without any learning) as one float32 vector."""
+    return torch.cat([p.detach().float().flatten().cpu() for p in module.parameters()])
+
+
+def weight_change(start: torch.Tensor, module: torch.nn.Module) -> float:
+    """The relative L2 distance of ``module``'s parameters from ``start``
+    (:func:`trainable_weights`), rounded to six significant digits as records keep it."""
+    change = float((trainable_weights(module) - start).norm() / start.norm().clamp_min(1e-12))
+    return float(f"{change:.6g}")
+
+
 @contextlib.contextmanager
 def evaluating(
     module: torch.nn.Module, precision: str, device: torch.device | None = None
@@ -347,8 +360,9 @@ def fit_module(
     tested); another rank keeps the last step's weights and reports ``best_step`` None.
 
     Each term of :meth:`SupervisedModule.checked_terms` gets a learning check in
-    ``context.checks``; ``probe`` (the k-NN accuracy of the backbone's features, called before
-    training and after the best step is loaded) is added to the self-supervised ones.
+    ``context.checks``; ``probe`` (the k-NN balanced accuracy of the backbone's features, called
+    before training and after the best step is loaded) and how far the backbone's weights moved
+    are added to the self-supervised ones.
     """
     profile, data, execution = context.profile, context.data, context.execution
     max_steps, interval = finetune_schedule(profile, len(data.labelled_labels))
@@ -366,6 +380,7 @@ def fit_module(
     )
     probe_start = probe() if probe is not None else None
     classifier = module.classifier
+    start = trainable_weights(classifier.backbone)
     with tempfile.TemporaryDirectory(prefix="fetalbench-ckpt-") as folder:
         checkpoint = ModelCheckpoint(
             dirpath=folder, monitor="val_macro_f1", mode="max", save_weights_only=True
@@ -396,6 +411,7 @@ def fit_module(
     classifier.cpu().eval()
     steps_run = int(trainer.global_step)
     probe_end = probe() if probe is not None else None
+    moved = weight_change(start, classifier.backbone)
     for term, (name, kind, chance) in module.checked_terms().items():
         losses = module.history[term]
         self_supervised = kind == SELF_SUPERVISED
@@ -409,6 +425,7 @@ def fit_module(
             stopped_early=steps_run < max_steps,
             probe_start=probe_start if self_supervised else None,
             probe_end=probe_end if self_supervised else None,
+            weight_change=moved if self_supervised else None,
         ))
     return {
         "best_validation_macro_f1": best_f1,

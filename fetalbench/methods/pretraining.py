@@ -43,11 +43,13 @@ from fetalbench.methods.engine import (
     fit_classifier,
     make_trainer,
     to_float,
+    trainable_weights,
     training_device,
+    weight_change,
 )
 from fetalbench.methods.execution import launched_rank
 from fetalbench.methods.objective import Objective
-from fetalbench.methods.probe import probe_backbone
+from fetalbench.methods.probe import PROBE, probe_backbone
 from fetalbench.methods.registry import register_init_pair, register_method
 from fetalbench.profiles import Profile, pretrain_steps
 from fetalbench.runs.learning import SELF_SUPERVISED, StageCheck, checked, loss_curve
@@ -123,7 +125,8 @@ def pretraining_key(context: MethodContext, objective_name: str, init: str,
     whose other convolution kernels round differently) separates stages by default instead of
     reusing a stage trained otherwise. The augmentation settings and the objective's
     ``version`` are in the key, so editing the views or an objective's code trains anew, and so
-    is the intra-op thread count, on which a stage trained on the CPU depends.
+    is the intra-op thread count, on which a stage trained on the CPU depends. So is the k-NN
+    probe's definition, whose numbers the sidecar's learning check keeps.
     """
     profile = {k: v for k, v in asdict(context.profile).items() if k not in FINE_TUNING_ONLY}
     key = {
@@ -138,6 +141,7 @@ def pretraining_key(context: MethodContext, objective_name: str, init: str,
         "threads": context.execution.threads,
         "settings": asdict(settings),
         "profile": profile,
+        "probe": PROBE,
     }
     return json.loads(json.dumps(key))  # as its sidecar reads it back: tuples become lists
 
@@ -256,7 +260,7 @@ def _cached_or_trained(
     context.log(f"pre-training {name} ({init} init) for {steps} steps on {len(pool)} "
                 "unlabelled images")
     probe = stage_probe(context, backbone)
-    probe_start = probe()
+    probe_start = probe() if probe is not None else None
     objective = objective_class(backbone, settings)
     module = PretrainModule(objective, profile)
     module.total_steps = steps
@@ -266,7 +270,8 @@ def _cached_or_trained(
         pass_over_pool(module, loader, steps)
         seconds = time.perf_counter() - started
         backbone = objective.backbone.cpu()
-        context.log(f"{name}: k-NN probe {probe_start:.3f} before, {probe():.3f} after")
+        if probe is not None:
+            context.log(f"{name}: k-NN probe {probe_start:.3f} before, {probe():.3f} after")
         result = {"steps": steps}
         if launched_rank(execution.devices) == 0:
             save_backbone(backbone, context.cache_root, key,
@@ -275,6 +280,7 @@ def _cached_or_trained(
                           **result}
     trainer = make_trainer(profile, steps, [], execution, f"pre-training {name}", max_epochs=-1,
                            enable_checkpointing=False)
+    start = trainable_weights(backbone)
     trainer.fit(module, loader)
     seconds = time.perf_counter() - started
     backbone = objective.backbone.cpu()
@@ -285,7 +291,8 @@ def _cached_or_trained(
         steps_run=int(trainer.global_step), loss_curve=curve, final_loss=curve[-1],
         chance_loss=None if chance is None else round(chance.loss, 6),
         chance_rule=None if chance is None else chance.rule,
-        probe_start=probe_start, probe_end=probe(),
+        probe_start=probe_start, probe_end=probe() if probe is not None else None,
+        weight_change=weight_change(start, backbone),
     )
     context.checks.append(check)
     result = {"final_loss": curve[-1], "steps": steps}
@@ -318,14 +325,19 @@ def pass_over_pool(module: PretrainModule, loader: DataLoader, steps: int) -> No
     module.cpu()
 
 
-def stage_probe(context: MethodContext, backbone: torch.nn.Module) -> Callable[[], float]:
-    """The k-NN probe of ``backbone`` on the run's validation carve-out
-    (:mod:`fetalbench.methods.probe`), called before and after a stage trains it."""
+def stage_probe(context: MethodContext,
+                backbone: torch.nn.Module) -> Callable[[], float] | None:
+    """The k-NN probe of ``backbone`` (:mod:`fetalbench.methods.probe`): the validation
+    carve-out classified by the task's labelled training images, called before and after a
+    stage trains it; None when the run's data has no probe bank."""
     data, profile = context.data, context.profile
+    if data.probe_images is None or data.probe_labels is None:
+        return None
+    bank, bank_labels = data.probe_images, data.probe_labels
 
     def probe() -> float:
         return probe_backbone(backbone, data.validation_images, data.validation_labels,
-                              data.validation_patients(), len(data.classes),
+                              bank, bank_labels, len(data.classes),
                               profile.channels_last, profile.precision)
 
     return probe

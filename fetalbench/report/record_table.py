@@ -24,8 +24,8 @@ run's verdict (``learned``, ``still improving``, ``did not learn`` or ``not chec
 ``learned``, whether that verdict is ``learned``; ``unlearned_stages``, the names of the stages
 whose verdict is not ``learned``; and, for a method with a self-supervised stage (a pre-training
 stage, named ``pre-training <objective>``, or the dual task's ``dual task: NT-Xent`` term), that
-stage's name, final loss, chance level (and its rule), k-NN probe accuracy before and after, and
-verdict (``pretraining_*``; None or NaN for a method without one).
+stage's name, final loss, chance level (and its rule), k-NN probe balanced accuracy before and
+after, and verdict (``pretraining_*``; None or NaN for a method without one).
 """
 
 from __future__ import annotations

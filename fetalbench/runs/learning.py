@@ -17,9 +17,15 @@ The checks, each with its own reason in the record:
   clearly below it: its final loss (the mean over the last tenth of its steps) at most
   ``chance - max(CHANCE_MARGIN * |chance|, CHANCE_MARGIN_MIN)``. Otherwise it *did not learn*.
 - **A k-NN probe against the starting weights.** A stage that trains a backbone without labels
-  (pre-training, the dual task's contrastive term) is probed before and after: k-NN accuracy of
-  its features on the validation carve-out (:mod:`fetalbench.methods.probe`). Not above the
-  start: *did not learn*.
+  (pre-training, the dual task's contrastive term) is probed before and after: the k-NN
+  balanced accuracy of its features on the validation carve-out, neighbours drawn from the
+  task's labelled training images (:mod:`fetalbench.methods.probe`). Not above the start: *did
+  not learn*.
+- **Weights that moved.** A self-supervised stage's backbone parameters (not its BatchNorm
+  statistics) must have changed (``weight_change``, their relative L2 distance from the start,
+  above 0). A stage whose weights did not move (learning rate 0, frozen parameters) *did not
+  learn*, whatever its loss: an untrained network's loss wanders about its chance level, and
+  its probe moves with the BatchNorm statistics a training pass re-estimates.
 - **Still improving.** The loss curve is the mean loss over each tenth of the steps taken. A
   self-supervised stage whose loss fell by more than ``LATE_DROP`` of its whole fall over its
   last three tenths had not converged. A supervised stage is judged by validation, which
@@ -77,7 +83,9 @@ class StageCheck:
     ``steps_run`` steps taken of a ``steps`` budget (fewer when it stopped early). ``best_step``
     is the step kept by validation and ``validation_curve`` the validation macro F1 at each
     validation (supervised stages); ``probe_start`` and ``probe_end`` the k-NN
-    accuracy of the backbone on the validation carve-out before and after (self-supervised).
+    balanced accuracy of the backbone on the validation carve-out before and after
+    (self-supervised; :mod:`fetalbench.methods.probe`); ``weight_change`` the relative L2
+    distance of the backbone's parameters from their start (self-supervised).
     """
 
     name: str
@@ -93,6 +101,7 @@ class StageCheck:
     stopped_early: bool = False
     probe_start: float | None = None
     probe_end: float | None = None
+    weight_change: float | None = None
     verdict: str = LEARNED
     reasons: tuple[str, ...] = field(default_factory=tuple)
 
@@ -159,6 +168,8 @@ def stage_verdict(check: StageCheck) -> tuple[str, tuple[str, ...]]:
             and check.probe_end <= check.probe_start:
         failed.append(f"k-NN probe {check.probe_end:.3f} not above its start "
                       f"{check.probe_start:.3f}")
+    if check.weight_change is not None and check.weight_change <= 0:
+        failed.append("its backbone's weights did not change")
     if check.kind == SELF_SUPERVISED and still_falling(check.loss_curve):
         improving.append("loss still falling over the last three tenths of the budget")
     if (check.best_step is not None and not check.stopped_early
