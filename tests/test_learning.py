@@ -99,6 +99,12 @@ def test_run_verdict_is_the_worst_and_validate_recomputes_it() -> None:
     tampered = {**section, "stages": [dict(section["stages"][0], final_loss=4.84)]}
     assert "numbers give" in check_learning_section(tampered)
     assert check_learning_section(None) is not None
+    # a stage recorded before weights were measured reads as not measured; unknown keys do not pass
+    earlier = {**section, "stages": [{k: v for k, v in stage.items() if k != "weight_change"}
+                                     for stage in section["stages"]]}
+    assert check_learning_section(earlier) is None
+    extra = {**section, "stages": [dict(section["stages"][0], grade="A")]}
+    assert "malformed stage" in check_learning_section(extra)
 
 
 def test_loss_curve_is_the_mean_of_each_tenth() -> None:

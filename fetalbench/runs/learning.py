@@ -109,7 +109,7 @@ class StageCheck:
     def from_record(cls, record: dict) -> StageCheck:
         """The check a record (or a cached stage's sidecar) keeps."""
         curve = record["validation_curve"]
-        return cls(**{**record, "loss_curve": tuple(record["loss_curve"]),
+        return cls(**{"weight_change": None, **record, "loss_curve": tuple(record["loss_curve"]),
                       "validation_curve": None if curve is None else tuple(curve),
                       "reasons": tuple(record["reasons"])})
 
@@ -204,6 +204,8 @@ def learning_section(checks: Sequence[StageCheck]) -> dict:
 
 
 _NUMBERS = {f.name for f in fields(StageCheck)}
+_LATER_NUMBERS = {"weight_change"}
+"""Numbers a stage of a schema-3 record made before they were measured lacks (read as None)."""
 
 
 def check_learning_section(section: object) -> str | None:
@@ -214,7 +216,7 @@ def check_learning_section(section: object) -> str | None:
         return "has no learning section with a list of stages"
     checks = []
     for stage in section["stages"]:
-        if not isinstance(stage, dict) or set(stage) != _NUMBERS:
+        if not isinstance(stage, dict) or not _NUMBERS - _LATER_NUMBERS <= set(stage) <= _NUMBERS:
             return "learning section has a malformed stage"
         try:
             check = StageCheck.from_record(stage)
