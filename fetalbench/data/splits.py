@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 from fetalbench.checks import check_fraction
 from fetalbench.errors import FetalbenchError
+
+if TYPE_CHECKING:  # pandas and scikit-learn are imported where a split is drawn, so the command
+    import pandas as pd  # line (which reads VALIDATION_SETTINGS) starts fast
 
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.10, 0.25, 0.50, 1.0)
 VALIDATION_SETTINGS = ("fixed", "scaled")
@@ -66,6 +68,8 @@ def carve_validation(
             f"no class has {n_splits} training images, too few for a stratified validation "
             f"carve-out of {validation_fraction:.0%}; use a larger dataset"
         )
+    from sklearn.model_selection import StratifiedGroupKFold
+
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     train, validation = next(folds.split(np.zeros(len(labels)), labels, groups=patients))
     return np.sort(train), np.sort(validation)
@@ -75,6 +79,8 @@ def nested_labelled_subsets(
     rows: pd.DataFrame, fractions: tuple[float, ...], seed: int
 ) -> dict[float, np.ndarray]:
     """Positions of the labelled subset of ``rows`` for each fraction (nested, see module doc)."""
+    import pandas as pd
+
     rng = np.random.default_rng([seed, 0x1AB])
     patient_order = rng.permutation(np.unique(rows["patient"].to_numpy()))
     rank = pd.Series(np.arange(len(patient_order)), index=patient_order)
@@ -105,6 +111,8 @@ def scaled_validation(
     allows, and, for one seed, nested across fractions. The carve-out's patients are disjoint
     from the training patients either way.
     """
+    import pandas as pd
+
     fraction = check_fraction(fraction)
     rng = np.random.default_rng([seed, 0x5CA1ED])
     patient_rank = pd.Series(rng.permutation(rows["patient"].nunique()),
