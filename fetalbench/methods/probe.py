@@ -1,5 +1,6 @@
 """A k-NN probe of a backbone's features: the learning check of a stage that trains without
-labels (:mod:`fetalbench.runs.learning`).
+labels (:mod:`fetalbench.runs.learning`), and the k-NN classifier the linear evaluation reports
+beside its logistic regression (:mod:`fetalbench.methods.linear_evaluation`).
 
 Weighted k-nearest-neighbour classification on L2-normalised features, as the k-NN evaluation of
 Wu et al., "Unsupervised Feature Learning via Non-Parametric Instance Discrimination" (CVPR 2018),
@@ -32,18 +33,29 @@ def features(backbone: torch.nn.Module, images: torch.Tensor, channels_last: boo
     return F.normalize(torch.cat(parts), dim=1)
 
 
+def knn_predict(queries: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor,
+                n_classes: int, excluded: torch.Tensor | None = None, k: int = NEIGHBOURS,
+                temperature: float = TEMPERATURE) -> torch.Tensor:
+    """The class weighted k-NN predicts for each of ``queries`` from the ``bank`` (both
+    L2-normalised): the ``k`` most similar bank images vote with ``exp(similarity /
+    temperature)``. ``excluded[i, j]`` True keeps bank image ``j`` out of query ``i``'s
+    neighbours; a query left with no neighbour is predicted -1."""
+    similarity = queries @ bank.T
+    if excluded is not None:
+        similarity = similarity.masked_fill(excluded, float("-inf"))
+    k = max(1, min(k, len(bank_labels) - (excluded is not None)))
+    top, index = similarity.topk(k, dim=1)
+    weights = torch.where(torch.isfinite(top), (top / temperature).exp(), torch.zeros_like(top))
+    votes = torch.zeros(len(queries), n_classes).scatter_add_(1, bank_labels[index], weights)
+    return torch.where(votes.sum(dim=1) > 0, votes.argmax(dim=1), -1)
+
+
 def knn_accuracy(embeddings: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor,
                  n_classes: int, k: int = NEIGHBOURS, temperature: float = TEMPERATURE) -> float:
     """Accuracy of weighted k-NN on ``embeddings`` (normalised), each image classified by the
     images of other groups (patients) only; an image with no other group counts as wrong."""
-    similarity = embeddings @ embeddings.T
     own_group = groups[:, None] == groups[None, :]
-    similarity = similarity.masked_fill(own_group, float("-inf"))
-    k = max(1, min(k, len(labels) - 1))
-    top, index = similarity.topk(k, dim=1)
-    weights = torch.where(torch.isfinite(top), (top / temperature).exp(), torch.zeros_like(top))
-    votes = torch.zeros(len(labels), n_classes).scatter_add_(1, labels[index], weights)
-    predicted = torch.where(votes.sum(dim=1) > 0, votes.argmax(dim=1), -1)
+    predicted = knn_predict(embeddings, embeddings, labels, n_classes, own_group, k, temperature)
     return float((predicted == labels).float().mean())
 
 
