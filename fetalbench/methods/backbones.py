@@ -134,16 +134,18 @@ def map_by_position(
     return mapped
 
 
-def imagenet_model(name: str, **options: object) -> tuple[nn.Module, EncoderWeights]:
-    """A timm classifier with ImageNet weights and where they came from: its hub repository's
-    weight file (from the hub or the hub cache), else an installed weight package, else a
-    one-line error naming the file and where to put it. ``options`` go to ``timm.create_model``
-    (e.g. ``img_size``)."""
+def imagenet_model(name: str, what: str | None = None,
+                   **options: object) -> tuple[nn.Module, EncoderWeights]:
+    """A timm classifier with its pre-trained (ImageNet) weights and where they came from: its
+    hub repository's weight file (from the hub or the hub cache), else an installed weight
+    package, else a one-line error naming the file and where to put it (``what`` names the
+    weights there). ``options`` go to ``timm.create_model`` (e.g. ``img_size``)."""
+    what = what or f"ImageNet weights for {name}"
     config = timm.models.get_pretrained_cfg(name)
-    missing = f"timm names no hub repository of ImageNet weights for {name}"
+    missing = f"timm names no hub repository of {what}"
     if config is not None and config.hf_hub_id:
         try:
-            weights = hub_file(config.hf_hub_id, HUB_WEIGHT_FILES, f"ImageNet weights for {name}")
+            weights = hub_file(config.hf_hub_id, HUB_WEIGHT_FILES, what)
         except FetalbenchError as error:
             missing = str(error)
         else:

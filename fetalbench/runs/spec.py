@@ -122,7 +122,7 @@ def validate_request(request: RunRequest) -> None:
     if request.protocol not in method.protocols:
         raise FetalbenchError(
             f"{request.method} supports only protocol {', '.join(method.protocols)}; "
-            f"drop --protocol {request.protocol}"
+            f"pass --protocol {method.protocols[0]}"
         )
     if request.pool not in POOLS:
         raise FetalbenchError(
