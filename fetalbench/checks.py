@@ -18,6 +18,15 @@ def check_fraction(fraction: float) -> float:
     return float(fraction)
 
 
+def check_patients(patients: int) -> int:
+    """``patients`` itself when it is a whole number >= 1 (a label budget of that many patients
+    per class), else a one-line error."""
+    if isinstance(patients, bool) or not isinstance(patients, int) or patients < 1:
+        raise FetalbenchError(f"a budget of {patients!r} patients per class is not a whole number "
+                              ">= 1; use e.g. --patients 4")
+    return patients
+
+
 def check_seed(seed: int) -> int:
     """``seed`` itself when it is a whole number >= 0, else a one-line error."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:

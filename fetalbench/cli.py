@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from fetalbench.checks import check_count, check_fraction, check_seed
+from fetalbench.checks import check_count, check_fraction, check_patients, check_seed
 from fetalbench.errors import FetalbenchError
 from fetalbench.paths import cache_dir
 
@@ -53,6 +53,7 @@ def _checked(parse: Callable[[str], T], check: Callable[[T], T], kind: str
 _fraction = _checked(float, check_fraction, "a number in (0, 1]")
 _seed = _checked(int, check_seed, "a whole number")
 _positive_int = _checked(int, lambda value: check_count(value, "the value"), "a whole number")
+_patients = _checked(int, check_patients, "a whole number")
 
 
 def _resolution(text: str) -> int:
@@ -105,7 +106,17 @@ def _input_folder(text: str) -> Path:
     return path
 
 
+def _fraction_of(args: argparse.Namespace) -> float | None:
+    """The label fraction a command asks for: ``--fraction``, else 1 unless ``--patients``."""
+    if args.fraction is not None and args.patients is not None:
+        raise FetalbenchError("give a label budget as --fraction or as --patients, not both")
+    if args.fraction is None and args.patients is None:
+        return 1.0
+    return args.fraction
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    from fetalbench.data.splits import budget_text
     from fetalbench.runs.execute import execute_run
     from fetalbench.runs.spec import RunRequest
 
@@ -114,12 +125,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         task=args.task,
         dataset=args.dataset,
         data_root=args.data_root,
-        fraction=args.fraction,
+        fraction=_fraction_of(args),
         seed=args.seed,
         protocol=args.protocol,
         pool=args.pool,
         profile=args.profile,
         validation=args.validation,
+        patients_per_class=args.patients,
+        backbone=args.backbone,
     )
     from fetalbench.runs.checkpoints import CHECKPOINTS_DIR
 
@@ -138,12 +151,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if outcome.record is not None:
         metrics = outcome.record["metrics"]
         synthetic = " (synthetic phantom)" if outcome.record["dataset"]["synthetic"] else ""
+        budget = budget_text(request.fraction, request.patients_per_class)
+        knn = metrics.get("knn")
+        beside = "" if knn is None else (f" (k-NN beside it: macro F1 {knn['macro_f1']:.3f}, "
+                                         f"accuracy {knn['accuracy']:.3f})")
         print(
-            f"{args.method} / {args.task}{synthetic} / fraction {args.fraction:g} / seed "
+            f"{args.method} / {args.task}{synthetic} / {args.protocol} / {budget} / seed "
             f"{args.seed}: test macro F1 {metrics['macro_f1']:.3f}, accuracy "
-            f"{metrics['accuracy']:.3f}, balanced accuracy {metrics['balanced_accuracy']:.3f} "
-            f"in {outcome.record['timings']['total_s']:.0f}s on {execution.threads} CPU "
-            f"thread(s)"
+            f"{metrics['accuracy']:.3f}, balanced accuracy {metrics['balanced_accuracy']:.3f}"
+            f"{beside} in {outcome.record['timings']['total_s']:.1f}s on {execution.threads} "
+            f"CPU thread(s)"
         )
         print(learning_summary(outcome.record["learning"]))
     print(f"record: {outcome.record_path}")
@@ -393,9 +410,32 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _budget_options(parser: argparse.ArgumentParser) -> None:
+    """``--fraction`` and ``--patients``: a label budget, one or the other."""
+    parser.add_argument("--fraction", type=_fraction,
+                        help="share of training labels, in (0, 1] (default 1)")
+    parser.add_argument("--patients", type=_patients,
+                        help="label budget in patients: the images of K training patients per "
+                        "class (nested, seeded; FetalCLIP's few-label protocol), instead of "
+                        "--fraction")
+
+
+def _cmd_splits(args: argparse.Namespace) -> int:
+    from fetalbench.data.split_files import write_split_files
+
+    written = write_split_files(args.out, args.task, args.dataset, args.data_root,
+                                _fraction_of(args), args.patients, args.seed, args.validation,
+                                args.pool, args.profile, cache_dir())
+    for path in written.files:
+        print(f"wrote {path}")
+    print(f"split checksum {written.checksum} (records of runs on these images carry it as "
+          "split.checksum)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (run, explain, grid, leaderboard, validate, records, bench, methods,
-    tasks, data, calibrate)."""
+    """The argument parser (run, explain, grid, leaderboard, validate, records, reproduce, bench,
+    splits, methods, tasks, data, calibrate)."""
     from fetalbench.data.sources import DATASETS
     from fetalbench.data.splits import VALIDATION_SETTINGS
     from fetalbench.methods.registry import POOLS, PROTOCOLS
@@ -413,11 +453,14 @@ def build_parser() -> argparse.ArgumentParser:
                          for name in DATASETS.names()))
     run.add_argument("--data-root", type=_input_folder,
                      help="FETAL_PLANES_DB folder (real dataset)")
-    run.add_argument("--fraction", type=_fraction, default=1.0,
-                     help="share of training labels, in (0, 1] (default 1)")
+    _budget_options(run)
     run.add_argument("--seed", type=_seed, default=0, help="seed >= 0 (default 0)")
     run.add_argument("--protocol", default="finetune", choices=PROTOCOLS,
-                     help="downstream protocol: finetune, or linear (frozen backbone)")
+                     help="finetune (default), or linear: the linear evaluation of the frozen "
+                     "encoder, logistic regression on its cached features with k-NN beside it")
+    run.add_argument("--backbone",
+                     help="any timm model name in place of the profile's backbone (ImageNet "
+                     "weights from the Hugging Face hub or its cache); recorded in the spec")
     run.add_argument("--pool", default="task", choices=POOLS,
                      help="unlabelled pool for self-supervised stages: the task's training "
                      "images (default, as in the paper) or every training image of the dataset")
@@ -551,6 +594,28 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", type=_output_file,
                        help="also write the measurements to this file")
     bench.set_defaults(handler=_cmd_bench)
+
+    splits = commands.add_parser(
+        "splits", help="write a run's image lists (labelled, validation, unlabelled pool, test) "
+        "and their checksum, for code outside fetalbench"
+    )
+    splits.add_argument("--task", required=True, help="a name from `fetalbench tasks`")
+    splits.add_argument("--dataset", default="phantom", choices=DATASETS.names(),
+                        help="a registered dataset (default phantom)")
+    splits.add_argument("--data-root", type=_input_folder,
+                        help="FETAL_PLANES_DB folder (real dataset)")
+    _budget_options(splits)
+    splits.add_argument("--seed", type=_seed, default=0, help="seed >= 0 (default 0)")
+    splits.add_argument("--validation", default="fixed", choices=VALIDATION_SETTINGS,
+                        help="validation setting, as `run` takes it (default fixed)")
+    splits.add_argument("--pool", default="task", choices=POOLS,
+                        help="unlabelled pool, as `run` takes it (default task)")
+    splits.add_argument("--profile", default="quick", choices=list(PROFILES),
+                        help="the profile whose validation carve-out the split uses (default "
+                        "quick)")
+    splits.add_argument("--out", type=_output_folder, required=True,
+                        help="folder for the lists (made if missing)")
+    splits.set_defaults(handler=_cmd_splits)
 
     commands.add_parser("methods", help="list registered methods").set_defaults(
         handler=_cmd_methods

@@ -15,8 +15,8 @@ IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian 
 
 def test_offline_weights_see_a_cat() -> None:
     data = pytest.importorskip("skimage.data")
-    model, source = backbones.imagenet_model("tf_efficientnet_lite0")
-    assert source == "offline-package"
+    model, weights = backbones.imagenet_model("tf_efficientnet_lite0")
+    assert weights.source == "offline-package"
     image = torch.from_numpy(np.ascontiguousarray(data.chelsea())).permute(2, 0, 1).float() / 255
     image = F.interpolate(image[None], size=(224, 224), mode="bilinear", antialias=True)
     with torch.inference_mode():
@@ -28,7 +28,7 @@ def test_offline_weights_see_a_cat() -> None:
 def test_random_init_differs_from_imagenet() -> None:
     imagenet = backbones.create_backbone("tf_efficientnet_lite0", "imagenet")
     random = backbones.create_backbone("tf_efficientnet_lite0", "random")
-    assert imagenet.weights_source == "offline-package" and random.weights_source == "random"
+    assert imagenet.weights.source == "offline-package" and random.weights.source == "random"
     stem = "model.conv_stem.weight"
     assert not torch.equal(imagenet.state_dict()[stem], random.state_dict()[stem])
     features = imagenet(torch.rand(2, 1, 32, 32))

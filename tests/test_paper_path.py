@@ -41,7 +41,8 @@ SHORT = {"pretrain_min_steps": 2, "pretrain_max_steps": 2, "finetune_min_steps":
          "finetune_max_steps": 2, "patience": 0, "validations": 1, "batch_size": 2,
          "pretrain_batch_size": 2, "validation_fraction": 0.5}
 BRAIN_PLANES = ("Trans-thalamic", "Trans-cerebellum", "Trans-ventricular")
-RUNS = [(name, protocol) for name in METHODS.names() for protocol in METHODS.get(name).protocols]
+RUNS = [(name, protocol) for name in METHODS.names() for protocol in METHODS.get(name).protocols
+        if METHODS.get(name).takes_backbone]  # foundation encoders: tests/test_foundation.py
 
 
 def make_minimal_brain_root(root: Path, train: int = 3, test: int = 2) -> Path:

@@ -110,7 +110,7 @@ def test_a_module_built_directly_trains_in_the_profiles_memory_format() -> None:
     """The benchmark builds SupervisedModule itself; it must train what the runner trains."""
     profile = dataclasses.replace(TINY, channels_last=True)
     classifier = Classifier(create_backbone(profile.backbone, "random"), 3)
-    module = SupervisedModule(classifier, profile, freeze_backbone=False)
+    module = SupervisedModule(classifier, profile)
     images = torch.randint(0, 256, (8, 1, 32, 32), dtype=torch.uint8)
     loader = {"labelled": batches(TensorDataset(images, torch.arange(8) % 3), 4)}
     make_trainer(profile, 1, [], max_epochs=-1, enable_checkpointing=False,

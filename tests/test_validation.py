@@ -22,7 +22,7 @@ from fetalbench.data.fetal_planes_db import (
 from fetalbench.data.tasks import TASKS
 from fetalbench.runs.execute import execute_run
 from fetalbench.runs.migration import portable_record
-from fetalbench.runs.records import record_files, write_record
+from fetalbench.runs.records import SCHEMA_VERSION, record_files, write_record
 from fetalbench.runs.spec import RunRequest, spec_hash
 from fetalbench.runs.validation import validate_record
 from fetalbench.storage.digests import file_sha256
@@ -120,7 +120,7 @@ def test_a_record_of_an_older_schema_is_refused_and_cannot_be_migrated(tmp_path:
     assert main(["records", "migrate", str(tmp_path)]) == 0
     assert capsys.readouterr().out.startswith("migrated 0 of 1 records")
     assert main(["validate", str(tmp_path)]) == 1
-    assert "is not 3, the one this version reads" in capsys.readouterr().out
+    assert f"is not {SCHEMA_VERSION}, the one this version reads" in capsys.readouterr().out
 
 
 def test_a_learning_verdict_that_its_numbers_do_not_give_is_refused():

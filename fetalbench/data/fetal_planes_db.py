@@ -18,11 +18,13 @@ import csv
 import io
 import re
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from fetalbench.errors import FetalbenchError
 from fetalbench.storage.digests import sha256_hex
+
+if TYPE_CHECKING:  # pandas is imported where a table is read, so listing tasks starts fast
+    import pandas as pd
 
 CSV_NAME = "FETAL_PLANES_DB_data.csv"
 IMAGES_DIR = "Images"
@@ -81,6 +83,8 @@ def read_metadata(csv_path: Path) -> pd.DataFrame:
             f"{csv_path} not found: a FETAL_PLANES_DB root holds {CSV_NAME} and {IMAGES_DIR}/; "
             "get it with `fetalbench data download --root DIR`"
         )
+    import pandas as pd
+
     text = _check_untrusted_bytes(csv_path)
     try:
         table = pd.read_csv(io.StringIO(text), sep=";", dtype=str, keep_default_na=False,
@@ -236,6 +240,8 @@ def load_catalog(root: Path) -> pd.DataFrame:
 def catalog_frame(table: pd.DataFrame, images: Path) -> pd.DataFrame:
     """The catalog of a read CSV (:func:`read_metadata`) whose images lie in ``images``:
     :data:`CATALOG_COLUMNS`, ``path`` where each image is (or would be)."""
+    import pandas as pd
+
     return pd.DataFrame(
         {
             "image_name": table["Image_name"],

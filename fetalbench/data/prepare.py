@@ -19,6 +19,7 @@ import torch
 
 from fetalbench.data.image_cache import load_images
 from fetalbench.data.sources import DatasetSource
+from fetalbench.data.split_files import pool_positions, split_lists
 from fetalbench.data.splits import TaskSplit, split_task
 from fetalbench.data.tasks import Task
 from fetalbench.errors import FetalbenchError
@@ -54,16 +55,19 @@ class RunData:
     images: np.ndarray
     labels: np.ndarray
 
+    def pool_positions(self) -> np.ndarray:
+        """Catalog positions of the unlabelled pool
+        (:func:`~fetalbench.data.split_files.pool_positions`)."""
+        return pool_positions(self.source, self.task, self.rows, self.split, self.pool)
+
     def unlabelled_images(self) -> torch.Tensor:
-        """The pool unlabelled training learns from: the task's official training images
-        (``pool="task"``) or the dataset's (``"dataset"``, :meth:`Task.dataset_pool`: every
-        official training image; a cross-machine task's training machine only), never an image
-        of the validation carve-out (which selects the model) nor of the test set."""
-        if self.pool == "task":
-            return _image_tensor(self.images, self.split.unlabelled_pool)
-        in_pool = self.task.dataset_pool(self.source.catalog).to_numpy().copy()
-        in_pool[self.rows.index.to_numpy()[self.split.validation_carve_out]] = False
-        return _image_tensor(self.all_images, np.flatnonzero(in_pool))
+        """The images of the unlabelled pool (:meth:`pool_positions`)."""
+        return _image_tensor(self.all_images, self.pool_positions())
+
+    def split_lists(self) -> dict[str, pd.DataFrame]:
+        """The image lists of the run's split (:func:`~fetalbench.data.split_files.split_lists`),
+        as ``fetalbench splits`` writes them."""
+        return split_lists(self.source, self.task, self.rows, self.split, self.pool)
 
     def task_data(self) -> TaskData:
         """The tensors a method receives: labelled, validation and unlabelled images; no test."""
@@ -120,24 +124,25 @@ class RunData:
 def prepare_run_data(
     source: DatasetSource,
     task: Task,
-    fraction: float,
+    fraction: float | None,
     seed: int,
     validation_fraction: float,
     pool: str,
     resolution: int,
     cache_root: Path,
     validation: str = "fixed",
+    patients_per_class: int | None = None,
 ) -> RunData:
-    """The data of a run of ``task`` on ``source``: the split of its rows for ``fraction`` and
-    ``seed`` (:func:`~fetalbench.data.splits.split_task`, with a ``validation_fraction``
-    carve-out under the ``validation`` setting), and the catalog's images decoded at
-    ``resolution`` (read from the image cache in ``cache_root``, decoded into it the first
-    time)."""
+    """The data of a run of ``task`` on ``source``: the split of its rows for ``seed`` and a label
+    budget, ``fraction`` or ``patients_per_class`` (:func:`~fetalbench.data.splits.split_task`,
+    with a ``validation_fraction`` carve-out under the ``validation`` setting), and the
+    catalog's images decoded at ``resolution`` (read from the image cache in ``cache_root``,
+    decoded into it the first time)."""
     if pool not in POOLS:
         raise FetalbenchError(f"unknown unlabelled pool {pool!r}; expected one of "
                               f"{', '.join(POOLS)}")
     rows = task.select(source.catalog)
-    split = split_task(rows, fraction, seed, validation_fraction, validation)
+    split = split_task(rows, fraction, seed, validation_fraction, validation, patients_per_class)
     all_images = load_images(source.catalog, source.identity.fingerprint, resolution, cache_root)
     return RunData(
         source=source,

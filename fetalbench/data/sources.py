@@ -22,13 +22,15 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from fetalbench.data.fetal_planes_db import CSV_NAME, fingerprint, load_catalog
 from fetalbench.errors import FetalbenchError
 from fetalbench.registry import Registry
 from fetalbench.storage.digests import file_sha256
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,14 @@ Computers in Biology and Medicine 174:108430 (2024). Beyond the paper, ``planes_
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from fetalbench.data.fetal_planes_db import PLANES
 from fetalbench.errors import FetalbenchError
 from fetalbench.registry import Registry
+
+if TYPE_CHECKING:  # tasks work on the catalog's frames; listing them needs no pandas
+    import pandas as pd
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,7 @@ def supervised_step(profile: Profile, images: torch.Tensor, labels: torch.Tensor
         pl.seed_everything(0, verbose=False)
         classifier = Classifier(create_backbone(profile.backbone, "imagenet"),
                                 int(labels.max()) + 1)
-        module = SupervisedModule(classifier, profile, freeze_backbone=False)
+        module = SupervisedModule(classifier, profile)
         loader = {"labelled": batches(TensorDataset(images, labels), n)}
         return lightning_beside_bare(module, loader, new_bare(), profile, warmup, steps)
 

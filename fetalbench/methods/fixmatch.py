@@ -146,7 +146,7 @@ class FixMatchModule(SupervisedModule):
 
     def __init__(self, classifier: Classifier, profile: Profile, settings: FixMatchSettings,
                  pool: torch.Tensor, seed: int):
-        super().__init__(classifier, profile, freeze_backbone=False)
+        super().__init__(classifier, profile)
         self.settings = settings
         self.strong_augment = UltrasoundAugment(STRONG)
         self.pool_batches = PoolBatches(pool, settings.unlabelled_batch_size,
@@ -228,13 +228,13 @@ def train_fixmatch(context: MethodContext, init: str,
     backbone = create_backbone(context.profile.backbone, init)
     classifier = Classifier(backbone, len(context.data.classes))
     notes = fit_fixmatch(context, classifier, settings)
-    return MethodResult(classifier, {"init": init, "weights": backbone.weights_source, **notes})
+    return MethodResult(classifier, {"init": init, "weights": backbone.weights.source, **notes})
 
 
-register_init_pair("fixmatch", train_fixmatch, protocols=("finetune",))
+register_init_pair("fixmatch", train_fixmatch)
 
 
-@register_method("simclr_imagenet_fixmatch", protocols=("finetune",), pretrains=True)
+@register_method("simclr_imagenet_fixmatch", pretrains=True)
 def train_simclr_imagenet_fixmatch(context: MethodContext) -> MethodResult:
     """FixMatch fine-tuning of ``simclr_imagenet``'s pre-trained backbone (its cached stage)."""
     pool_size = len(context.data.unlabelled_images)
@@ -245,7 +245,7 @@ def train_simclr_imagenet_fixmatch(context: MethodContext) -> MethodResult:
     classifier = Classifier(backbone, len(context.data.classes))
     notes = fit_fixmatch(context, classifier, fixmatch_settings(context.profile, pool_size))
     return MethodResult(classifier, {
-        "init": "imagenet", "weights": backbone.weights_source, "objective": "simclr",
+        "init": "imagenet", "weights": backbone.weights.source, "objective": "simclr",
         "objective_paper": SimCLR.paper, "objective_settings": asdict(simclr),
         "pretraining": pretraining, **notes,
     })

@@ -1,7 +1,8 @@
 """The two-stage protocol: self-supervised pre-training on the unlabelled pool, then downstream.
 
 Pre-training never sees labels, so it does not depend on the label fraction or the downstream
-protocol. Its backbone is cached by (method, init, task, dataset fingerprint, seed, unlabelled
+protocol (fine-tuning, or the linear evaluation of the frozen stage). Its backbone is cached by
+(method, init, task, dataset fingerprint, seed, unlabelled
 pool, objective settings, the profile's backbone, resolution and pre-training budget) and reused
 by every run that differs only in fraction or protocol. Checkpoints are safetensors files (no
 pickled code), written atomically beside a JSON sidecar holding the key and the checkpoint's
@@ -33,9 +34,9 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch.utils.data import DataLoader, TensorDataset
 
-from fetalbench.methods.api import Classifier, MethodContext, MethodResult
+from fetalbench.methods.api import Classifier, FrozenEncoder, MethodContext, MethodResult
 from fetalbench.methods.augment import STRONG, UltrasoundAugment
-from fetalbench.methods.backbones import GrayscaleBackbone, create_backbone
+from fetalbench.methods.backbones import EncoderWeights, GrayscaleBackbone, create_backbone
 from fetalbench.methods.engine import (
     ProfiledModule,
     autocast_dtype,
@@ -53,13 +54,17 @@ from fetalbench.methods.probe import PROBE, probe_backbone
 from fetalbench.methods.registry import register_init_pair, register_method
 from fetalbench.profiles import Profile, pretrain_steps
 from fetalbench.runs.learning import SELF_SUPERVISED, StageCheck, checked, loss_curve
-from fetalbench.storage.artifacts import Artifact, Refusal, Refused
+from fetalbench.storage.artifacts import SHA256_FIELD, Artifact, Refusal, Refused
 from fetalbench.storage.digests import sha256_hex
 from fetalbench.storage.locks import LockedElsewhere, acquire, describe_holder, lock_path
 
 if TYPE_CHECKING:
     from fetalbench.runs.spec import RunRequest
 
+STAGE_WEIGHTS = "pre-training stage"
+CACHE_NAME = "fetalbench cache"
+"""How an encoder's ``weights`` name a cached stage: source, and repository (the file is the
+checkpoint's path in the cache)."""
 PRETRAINING_AUGMENT = STRONG
 """The views every pre-training stage learns from; part of the stage's key."""
 
@@ -99,7 +104,7 @@ FINE_TUNING_ONLY = frozenset({"name", "batch_size", "finetune_passes", "finetune
                               "finetune_max_steps", "validations", "patience", "learning_rate"})
 """Profile fields that a pre-training stage does not read; every other field is in its key."""
 
-DOWNSTREAM_ONLY = frozenset({"fraction", "protocol", "validation"})
+DOWNSTREAM_ONLY = frozenset({"fraction", "patients_per_class", "protocol", "validation"})
 """Fields of a run request that its pre-training stage does not depend on (the label fraction,
 the protocol and the validation setting decide only what is labelled): every other field
 enters the stage's key (:func:`pretraining_key`): the method as its objective and init, the
@@ -191,8 +196,9 @@ def load_cached_backbone(
     return verdict.sidecar
 
 
-def save_backbone(backbone: GrayscaleBackbone, cache_root: Path, key: dict, info: dict) -> Path:
-    """Write the pre-trained backbone (safetensors) and then its sidecar, both atomically.
+def save_backbone(backbone: GrayscaleBackbone, cache_root: Path, key: dict, info: dict) -> str:
+    """Write the pre-trained backbone (safetensors) and then its sidecar, both atomically; the
+    checkpoint's sha256.
 
     The sidecar holds the key, ``info`` and the sha256 of the checkpoint's bytes, so a reader
     can tell the checkpoint is whole and is the one the sidecar describes.
@@ -200,8 +206,7 @@ def save_backbone(backbone: GrayscaleBackbone, cache_root: Path, key: dict, info
     artifact = Artifact(*checkpoint_paths(cache_root, key))
     state = {name: tensor.detach().cpu().contiguous()
              for name, tensor in backbone.state_dict().items()}
-    artifact.write(save_safetensors(state), {"key": key, **info})
-    return artifact.data
+    return artifact.write(save_safetensors(state), {"key": key, **info})[SHA256_FIELD]
 
 
 @contextlib.contextmanager
@@ -228,7 +233,8 @@ def pretrain_backbone(
     context: MethodContext, name: str, objective_class: type[Objective], settings: object,
     init: str,
 ) -> tuple[GrayscaleBackbone, dict]:
-    """The pre-trained backbone of this run's group, from the cache or trained now."""
+    """The pre-trained backbone of this run's group, from the cache or trained now, and notes
+    naming its checkpoint in the cache and the checkpoint's sha256."""
     pl.seed_everything(context.seed, workers=True, verbose=False)
     backbone = create_backbone(context.profile.backbone, init)
     key = pretraining_key(context, name, init, settings, objective_class.version)
@@ -253,7 +259,8 @@ def _cached_or_trained(
                     f"(saved {cached['seconds']:.0f}s of {name})")
         if cached["check"] is not None:  # a stage that optimises nothing has no check
             context.checks.append(StageCheck.from_record(cached["check"]))
-        return backbone, {"reused": True, "checkpoint": checkpoint, **cached["result"]}
+        return backbone, {"reused": True, "checkpoint": checkpoint, "sha256": cached["sha256"],
+                          **cached["result"]}
     data, profile, execution = context.data, context.profile, context.execution
     pool = data.unlabelled_images
     steps = pretrain_steps(profile, len(pool))
@@ -273,11 +280,12 @@ def _cached_or_trained(
         if probe is not None:
             context.log(f"{name}: k-NN probe {probe_start:.3f} before, {probe():.3f} after")
         result = {"steps": steps}
+        sha256 = None
         if launched_rank(execution.devices) == 0:
-            save_backbone(backbone, context.cache_root, key,
-                          {"seconds": seconds, "result": result, "check": None})
-        return backbone, {"reused": False, "checkpoint": checkpoint, "seconds": seconds,
-                          **result}
+            sha256 = save_backbone(backbone, context.cache_root, key,
+                                   {"seconds": seconds, "result": result, "check": None})
+        return backbone, {"reused": False, "checkpoint": checkpoint, "sha256": sha256,
+                          "seconds": seconds, **result}
     trainer = make_trainer(profile, steps, [], execution, f"pre-training {name}", max_epochs=-1,
                            enable_checkpointing=False)
     start = trainable_weights(backbone)
@@ -296,11 +304,13 @@ def _cached_or_trained(
     )
     context.checks.append(check)
     result = {"final_loss": curve[-1], "steps": steps}
+    sha256 = None
     if trainer.is_global_zero:
-        save_backbone(backbone, context.cache_root, key,
-                      {"seconds": seconds, "result": result, "check": check.as_record()})
-    return backbone, {"reused": False, "checkpoint": checkpoint, "seconds": seconds,
-                      **result}
+        sha256 = save_backbone(backbone, context.cache_root, key,
+                               {"seconds": seconds, "result": result,
+                                "check": check.as_record()})
+    return backbone, {"reused": False, "checkpoint": checkpoint, "sha256": sha256,
+                      "seconds": seconds, **result}
 
 
 def pass_over_pool(module: PretrainModule, loader: DataLoader, steps: int) -> None:
@@ -372,9 +382,9 @@ def register_two_stage(
     :mod:`fetalbench.methods` leaves it out.
     """
     rule = settings_rule(settings)
-    train = _two_stage_trainer(name, objective_class, rule)
+    train, encoder = _two_stage_trainer(name, objective_class, rule)
     train.__module__ = objective_class.__module__
-    register_init_pair(name, train, summary=summary, pretrains=True)
+    register_init_pair(name, train, summary=summary, pretrains=True, encoder=encoder)
 
 
 def register_single_two_stage(
@@ -384,32 +394,50 @@ def register_single_two_stage(
     """Register ``method``: the two-stage protocol of ``objective_class`` (its stage cached
     under ``objective_name``) from ``init`` weights only, for an objective that means something
     from one initialisation alone (the control of :mod:`fetalbench.methods.pool_statistics`)."""
-    train = _two_stage_trainer(objective_name, objective_class, lambda _profile, _pool: settings)
+    train, encoder = _two_stage_trainer(objective_name, objective_class,
+                                        lambda _profile, _pool: settings)
 
     def train_method(context: MethodContext) -> MethodResult:
         return train(context, init)
 
+    def encoder_method(context: MethodContext) -> FrozenEncoder:
+        return encoder(context, init)
+
     train_method.__module__ = objective_class.__module__
-    register_method(method, summary, pretrains=True)(train_method)
+    register_method(method, summary, pretrains=True, encoder=encoder_method)(train_method)
 
 
 def _two_stage_trainer(
     name: str, objective_class: type[Objective], rule: SettingsRule,
-) -> Callable[[MethodContext, str], MethodResult]:
-    def train(context: MethodContext, init: str) -> MethodResult:
+) -> tuple[Callable[[MethodContext, str], MethodResult],
+           Callable[[MethodContext, str], FrozenEncoder]]:
+    """``train(context, init)``, the stage then fine-tuning, and ``encoder(context, init)``,
+    the stage's backbone frozen for the linear evaluation; both reuse the cached stage."""
+
+    def stage(context: MethodContext, init: str) -> tuple[GrayscaleBackbone, dict]:
         settings = rule(context.profile, len(context.data.unlabelled_images))
         backbone, pretraining = pretrain_backbone(
             context, name, objective_class, settings, init
         )
+        notes = {"init": init, "objective": name, "objective_paper": objective_class.paper,
+                 "objective_settings": asdict(settings), "pretraining": pretraining}
+        return backbone, notes
+
+    def train(context: MethodContext, init: str) -> MethodResult:
+        backbone, notes = stage(context, init)
         # the head starts from the seed alone, not from whatever pre-training (or loading it
         # from the cache instead) left in the random generator
         pl.seed_everything(context.seed, workers=True, verbose=False)
         classifier = Classifier(backbone, len(context.data.classes))
-        downstream = fit_classifier(context, classifier, context.protocol == "linear")
-        notes = {"init": init, "weights": backbone.weights_source, "objective": name,
-                 "objective_paper": objective_class.paper,
-                 "objective_settings": asdict(settings),
-                 "pretraining": pretraining, **downstream}
-        return MethodResult(classifier, notes)
+        downstream = fit_classifier(context, classifier)
+        return MethodResult(classifier, {**notes, "weights": backbone.weights.source,
+                                         **downstream})
 
-    return train
+    def encoder(context: MethodContext, init: str) -> FrozenEncoder:
+        backbone, notes = stage(context, init)
+        pretraining = notes["pretraining"]
+        backbone.weights = EncoderWeights(STAGE_WEIGHTS, CACHE_NAME, pretraining["checkpoint"],
+                                          pretraining["sha256"])
+        return FrozenEncoder(backbone, notes)
+
+    return train, encoder

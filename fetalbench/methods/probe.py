@@ -1,5 +1,6 @@
 """A k-NN probe of a backbone's features: the learning check of a stage that trains without
-labels (:mod:`fetalbench.runs.learning`).
+labels (:mod:`fetalbench.runs.learning`), and the k-NN classifier the linear evaluation reports
+beside its logistic regression (:mod:`fetalbench.methods.linear_evaluation`).
 
 The k-NN evaluation of Wu et al., "Unsupervised Feature Learning via Non-Parametric Instance
 Discrimination" (CVPR 2018), as DINO and solo-learn run it: each query image is classified by

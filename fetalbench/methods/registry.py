@@ -16,7 +16,10 @@ from fetalbench.errors import FetalbenchError
 from fetalbench.registry import Registry
 
 PROTOCOLS = ("finetune", "linear")
-"""Downstream protocols: fine-tune everything, or a linear probe on the frozen backbone."""
+"""Downstream protocols: ``finetune``, the method trains a classifier on the labelled images;
+``linear``, the linear evaluation of its frozen encoder (Kolesnikov et al., "Revisiting
+Self-Supervised Visual Representation Learning", CVPR 2019): a logistic regression on the
+encoder's cached features, with k-NN beside it (:mod:`fetalbench.methods.linear_evaluation`)."""
 POOLS = ("task", "dataset")
 """Unlabelled pools a self-supervised stage may learn from: the task's training images (as in
 the paper) or every training image of the dataset."""
@@ -24,46 +27,73 @@ the paper) or every training image of the dataset."""
 Train = Callable[[Any], Any]
 """A method's ``train(context: MethodContext) -> MethodResult`` (:mod:`fetalbench.methods.api`,
 which builds on this module, defines both types)."""
+Encode = Callable[[Any], Any]
+"""A method's ``encoder(context: MethodContext) -> GrayscaleBackbone``: the frozen encoder its
+linear evaluation probes (ImageNet weights, a cached pre-training stage, a foundation model)."""
 
 
 @dataclass(frozen=True)
 class Method:
-    """A registered method."""
+    """A registered method: ``train`` for fine-tuning, ``encoder`` for the linear evaluation
+    (either may be None, not both); ``takes_backbone`` says it builds the profile's backbone,
+    which ``--backbone`` replaces (a foundation model brings its own)."""
 
     name: str
     description: str
-    train: Train
-    protocols: tuple[str, ...] = PROTOCOLS
+    train: Train | None
     pretrains: bool = False
+    encoder: Encode | None = None
+    takes_backbone: bool = True
+
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        """The protocols it supports: ``finetune`` with ``train``, ``linear`` with ``encoder``."""
+        return tuple(protocol for protocol, given in zip(PROTOCOLS, (self.train, self.encoder),
+                                                         strict=True) if given is not None)
 
 
 METHODS: Registry[Method] = Registry("method", entry_point_group="fetalbench.methods")
 
 
-def register_method(
-    name: str,
-    description: str | None = None,
-    protocols: tuple[str, ...] = PROTOCOLS,
-    pretrains: bool = False,
-) -> Callable[[Train], Train]:
-    """Decorator that registers ``train`` as the method ``name`` with a one-line description.
-
-    ``protocols`` lists the downstream protocols the method supports (an end-to-end method has
-    only ``finetune``); grids skip the others and ``fetalbench run`` refuses them. ``pretrains``
-    says the method has a label-free stage shared across fractions (reported by benchmarks).
-    ``description`` may be left out only for a built-in declared in :mod:`fetalbench.methods`,
-    whose declaration holds it.
-    """
+def _description(name: str, description: str | None) -> str:
+    """``description``, or the one ``name`` was declared with; an error when neither exists."""
     text = description if description is not None else METHODS.declared_description(name)
     if text is None:
         raise FetalbenchError(f"method {name!r} needs a one-line description: "
                               f"register_method({name!r}, \"what it does\")")
+    return text
+
+
+def register_method(
+    name: str,
+    description: str | None = None,
+    pretrains: bool = False,
+    encoder: Encode | None = None,
+) -> Callable[[Train], Train]:
+    """Decorator that registers ``train`` as the method ``name`` with a one-line description.
+
+    The method supports ``finetune``, and ``linear`` when it gives the ``encoder`` that protocol
+    evaluates frozen (an end-to-end method has none); grids skip the protocols a method lacks
+    and ``fetalbench run`` refuses them. ``pretrains`` says the method has a label-free stage
+    shared across fractions (reported by benchmarks). ``description`` may be left out only for
+    a built-in declared in :mod:`fetalbench.methods`, whose declaration holds it.
+    """
+    text = _description(name, description)
 
     def decorate(train: Train) -> Train:
-        METHODS.register(name, Method(name, text, train, protocols, pretrains), train.__module__)
+        METHODS.register(name, Method(name, text, train, pretrains, encoder), train.__module__)
         return train
 
     return decorate
+
+
+def register_encoder(name: str, encoder: Encode, description: str | None = None) -> Encode:
+    """Register ``name``: a frozen encoder that brings its own weights and preprocessing (a
+    foundation model), taking the linear evaluation only and no ``--backbone``."""
+    text = _description(name, description)
+    METHODS.register(name, Method(name, text, None, encoder=encoder, takes_backbone=False),
+                     encoder.__module__)
+    return encoder
 
 
 INITS = ("random", "imagenet")
@@ -75,11 +105,12 @@ def register_init_pair(
     train: Callable[[Any, str], Any],
     random_name: str | None = None,
     summary: str | None = None,
-    protocols: tuple[str, ...] = PROTOCOLS,
     pretrains: bool = False,
+    encoder: Callable[[Any, str], Any] | None = None,
 ) -> None:
     """Register ``train(context, init)`` once per initialisation: from random weights as
-    ``random_name`` (default ``base``) and from ImageNet weights as ``<base>_imagenet``.
+    ``random_name`` (default ``base``) and from ImageNet weights as ``<base>_imagenet``; with
+    ``encoder(context, init)``, the frozen encoder of each for the linear evaluation.
 
     The one way every random/ImageNet pair is made (supervised, dual task, two-stage methods,
     plugins). ``summary`` describes both (``"<summary>; <init> init"``); a built-in declared in
@@ -91,6 +122,10 @@ def register_init_pair(
         def train_from(context: Any, init: str = init) -> Any:
             return train(context, init)
 
+        def encoder_from(context: Any, init: str = init) -> Any:
+            return encoder(context, init)
+
         train_from.__module__, train_from.__qualname__ = train.__module__, name
         description = None if summary is None else f"{summary}; {init} init"
-        register_method(name, description, protocols, pretrains)(train_from)
+        register_method(name, description, pretrains,
+                        None if encoder is None else encoder_from)(train_from)

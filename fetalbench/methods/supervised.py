@@ -8,18 +8,25 @@ large-scale hierarchical image database", CVPR 2009) fine-tuned on the labelled 
 
 from __future__ import annotations
 
-from fetalbench.methods.api import Classifier, MethodContext, MethodResult
+from fetalbench.methods.api import Classifier, FrozenEncoder, MethodContext, MethodResult
 from fetalbench.methods.backbones import create_backbone
 from fetalbench.methods.engine import fit_classifier
 from fetalbench.methods.registry import register_init_pair
 
 
 def train_supervised(context: MethodContext, init: str) -> MethodResult:
-    """Fine-tune (or, with the linear protocol, train a head on) a backbone from ``init``."""
+    """Fine-tune a backbone from ``init``."""
     backbone = create_backbone(context.profile.backbone, init)
     classifier = Classifier(backbone, len(context.data.classes))
-    notes = fit_classifier(context, classifier, freeze_backbone=context.protocol == "linear")
-    return MethodResult(classifier, {"init": init, "weights": backbone.weights_source, **notes})
+    notes = fit_classifier(context, classifier)
+    return MethodResult(classifier, {"init": init, "weights": backbone.weights.source, **notes})
 
 
-register_init_pair("supervised", train_supervised, random_name="supervised_scratch")
+def supervised_encoder(context: MethodContext, init: str) -> FrozenEncoder:
+    """The profile's backbone from ``init``, frozen: the linear evaluation of ImageNet features
+    (or of random ones, the floor every representation must clear)."""
+    return FrozenEncoder(create_backbone(context.profile.backbone, init), {"init": init})
+
+
+register_init_pair("supervised", train_supervised, random_name="supervised_scratch",
+                   encoder=supervised_encoder)

@@ -1,7 +1,15 @@
-"""One run end to end: data, split, method, test metrics, record."""
+"""One run end to end: data, split, method, test metrics, record.
+
+Under the ``finetune`` protocol the method trains a classifier, which is tested, explained and
+saved; under ``linear`` the method gives its frozen encoder, whose cached features are evaluated
+linearly with k-NN beside it (:mod:`fetalbench.methods.linear_evaluation`; no checkpoint: the
+encoder's weights are named in the record's ``encoder`` section, the head is refitted in
+seconds). Every record names its split's checksum (``split.checksum``, what ``fetalbench
+splits`` writes beside the image lists)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -10,16 +18,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pytorch_lightning as pl
 
-from fetalbench.data.prepare import prepare_run_data
+from fetalbench.data.image_cache import load_images
+from fetalbench.data.prepare import RunData, prepare_run_data
 from fetalbench.data.sources import DatasetSource, open_source
+from fetalbench.data.split_files import split_checksum
 from fetalbench.data.tasks import TASKS
+from fetalbench.explain.embedding import embedding_scores
 from fetalbench.explain.explain import explain_test_set
 from fetalbench.methods import METHODS
-from fetalbench.methods.api import MethodContext
+from fetalbench.methods.api import FrozenEncoder, MethodContext, MethodResult
+from fetalbench.methods.backbones import GrayscaleBackbone
 from fetalbench.methods.engine import predict
 from fetalbench.methods.execution import SINGLE_PROCESS, Execution, launched_rank
+from fetalbench.methods.features import cached_features, features_key
+from fetalbench.methods.linear_evaluation import linear_evaluation
 from fetalbench.paths import cache_relative
 from fetalbench.runs.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_classifier
 from fetalbench.runs.learning import learning_section
@@ -118,7 +133,8 @@ def _train_and_record(
     method, task, identity = METHODS.get(spec.method), TASKS.get(spec.task), source.identity
     prepared = prepare_run_data(source, task, spec.fraction, spec.seed,
                                 spec.profile.validation_fraction, spec.pool,
-                                spec.profile.resolution, cache_root, spec.validation)
+                                spec.profile.resolution, cache_root, spec.validation,
+                                spec.patients_per_class)
     rows, split, data = prepared.rows, prepared.split, prepared.task_data()
     pool = data.unlabelled_images
     log(
@@ -130,31 +146,22 @@ def _train_and_record(
     data_seconds = time.perf_counter() - started
     context = MethodContext(spec, data, cache_root, log, execution)
     pl.seed_everything(spec.seed, workers=True, verbose=False)
-    result = method.train(context)
-    if launched_rank(execution.devices) != 0:
-        return None
-    trained = time.perf_counter()
-    test_images = prepared.test_images()
-    predictions = predict(result.classifier, test_images, spec.profile.channels_last,
-                          precision=spec.profile.precision)
+    if spec.protocol == "linear":
+        frozen = method.encoder(context)
+        trained = time.perf_counter()
+        tested = _evaluate_frozen(frozen, context, prepared)
+    else:
+        result = method.train(context)
+        if launched_rank(execution.devices) != 0:
+            return None
+        trained = time.perf_counter()
+        tested = _fine_tune(result, context, prepared, checkpoint_dir)
+    finished = time.perf_counter()
+    predictions = tested.predictions
     metrics = classification_metrics(prepared.test_labels, predictions, task.classes)
     metrics["per_machine"] = per_machine_metrics(prepared.test_labels, predictions,
                                                  prepared.test_machines)
-    tested = time.perf_counter()
-    explanation = explain_test_set(result.classifier, test_images, prepared.test_labels,
-                                   prepared.test_patients, spec.seed,
-                                   spec.profile.channels_last, prepared.test_masks(),
-                                   spec.profile.precision)
-    metrics.update(explanation.metrics())
-    explained = time.perf_counter()
-    if checkpoint_dir == "cache":
-        checkpoint_dir = Path(cache_root) / CHECKPOINTS_DIR
-    checkpoint = None if checkpoint_dir is None else checkpoint_path(spec, checkpoint_dir)
-    checkpoint_sha256 = None
-    if checkpoint is not None:
-        checkpoint_sha256 = save_classifier(result.classifier, checkpoint, spec.hash())
-        log(f"checkpoint: {checkpoint}")
-    finished = time.perf_counter()
+    metrics.update(tested.metrics)
     return new_record(
         spec,
         status="ok",
@@ -163,9 +170,11 @@ def _train_and_record(
         metrics=metrics,
         test_predictions=per_image_predictions(prepared.test_labels, predictions,
                                                prepared.test_names),
-        checkpoint=None if checkpoint is None else cache_relative(checkpoint, cache_root),
-        checkpoint_sha256=checkpoint_sha256,
-        method_notes=result.notes,
+        checkpoint=(None if tested.checkpoint is None
+                    else cache_relative(tested.checkpoint, cache_root)),
+        checkpoint_sha256=tested.checkpoint_sha256,
+        method_notes=tested.notes,
+        encoder=tested.encoder,
         learning=learning_section(context.checks),
         execution=execution.as_record(),
         split={
@@ -175,12 +184,98 @@ def _train_and_record(
             "test": len(split.test),
             "unlabelled_pool": len(pool),
             "labelled_patients": int(rows.iloc[split.labelled]["patient"].nunique()),
+            "checksum": split_checksum(prepared.split_lists()),
         },
         timings={
             "data_s": round(data_seconds, 3),
             "train_s": round(trained - started - data_seconds, 3),
-            "test_s": round(tested - trained, 3),
-            "explain_s": round(explained - tested, 3),
+            **tested.timings,
             "total_s": round(finished - started, 3),
         },
     )
+
+
+@dataclass(frozen=True)
+class _Tested:
+    """What a protocol hands the record: test predictions, metrics beyond the classification
+    metrics, notes, the encoder it started from or evaluated, its checkpoint, its timings."""
+
+    predictions: np.ndarray
+    metrics: dict
+    notes: dict
+    encoder: dict
+    checkpoint: Path | None
+    checkpoint_sha256: str | None
+    timings: dict
+
+
+def _encoder_section(backbone: GrayscaleBackbone, resolution: int) -> dict:
+    """The record's ``encoder``: the weights a run starts from (fine-tuning) or evaluates
+    (linear), and how images reach them."""
+    return {"weights": backbone.weights.as_record(),
+            "preprocessing": backbone.preprocessing(resolution)}
+
+
+def _fine_tune(result: MethodResult, context: MethodContext, prepared: RunData,
+               checkpoint_dir: Path | Literal["cache"] | None) -> _Tested:
+    """Test, explain and save the classifier a method trained."""
+    spec, started = context.spec, time.perf_counter()
+    test_images = prepared.test_images()
+    predictions = predict(result.classifier, test_images, spec.profile.channels_last,
+                          precision=spec.profile.precision)
+    tested = time.perf_counter()
+    explanation = explain_test_set(result.classifier, test_images, prepared.test_labels,
+                                   prepared.test_patients, spec.seed,
+                                   spec.profile.channels_last, prepared.test_masks(),
+                                   spec.profile.precision)
+    explained = time.perf_counter()
+    if checkpoint_dir == "cache":
+        checkpoint_dir = Path(context.cache_root) / CHECKPOINTS_DIR
+    checkpoint = None if checkpoint_dir is None else checkpoint_path(spec, checkpoint_dir)
+    checkpoint_sha256 = None
+    if checkpoint is not None:
+        checkpoint_sha256 = save_classifier(result.classifier, checkpoint, spec.hash())
+        context.log(f"checkpoint: {checkpoint}")
+    backbone = result.classifier.backbone
+    encoder = (_encoder_section(backbone, spec.profile.resolution)
+               if isinstance(backbone, GrayscaleBackbone) else {})
+    return _Tested(predictions, explanation.metrics(), result.notes, encoder, checkpoint,
+                   checkpoint_sha256, {"test_s": round(tested - started, 3),
+                                       "explain_s": round(explained - tested, 3)})
+
+
+def _evaluate_frozen(frozen: FrozenEncoder, context: MethodContext, prepared: RunData) -> _Tested:
+    """The linear evaluation of a method's frozen encoder
+    (:mod:`fetalbench.methods.linear_evaluation`) on features of the task's images at the
+    encoder's resolution (the profile's when it has none), cached once per encoder and task
+    (:mod:`fetalbench.methods.features`)."""
+    spec, split, started = context.spec, prepared.split, time.perf_counter()
+    encoder = frozen.encoder
+    resolution = encoder.resolution or spec.profile.resolution
+
+    def images() -> np.ndarray:
+        if resolution == prepared.resolution:
+            return prepared.images
+        catalog = prepared.source.catalog
+        return load_images(catalog, prepared.source.identity.fingerprint, resolution,
+                           context.cache_root)[prepared.rows.index.to_numpy()]
+
+    key = features_key(encoder, spec.dataset_fingerprint, spec.task, resolution,
+                       len(prepared.rows))
+    features, reused = cached_features(encoder, images, key, context.cache_root, context.log)
+    embedded = time.perf_counter()
+    classes = prepared.task.classes
+    evaluation = linear_evaluation(features, prepared.labels, split.labelled, split.validation,
+                                   split.test, len(classes))
+    context.checks.append(evaluation.check(len(classes)))
+    knn = classification_metrics(prepared.test_labels, evaluation.knn_predictions, classes)
+    scores = embedding_scores(features[split.test], prepared.test_labels,
+                              prepared.test_patients, spec.seed)
+    fitted = time.perf_counter()
+    notes = {**frozen.notes, "weights": encoder.weights.source, "features_reused": reused,
+             "encoder_state_sha256": key["encoder_sha256"], **evaluation.notes()}
+    metrics = {"knn": {name: knn[name] for name in ("macro_f1", "accuracy", "balanced_accuracy")},
+               "embedding": dataclasses.asdict(scores)}
+    return _Tested(evaluation.predictions, metrics, notes, _encoder_section(encoder, resolution),
+                   None, None, {"features_s": round(embedded - started, 3),
+                                "test_s": round(fitted - embedded, 3)})

@@ -32,8 +32,12 @@ from fetalbench.methods import METHODS
 from fetalbench.runs.spec import RunSpec
 from fetalbench.storage.atomic import write_bytes_atomic
 
-SCHEMA_VERSION = 3
-"""3: records keep ``learning``, whether each stage learned (:mod:`fetalbench.runs.learning`),
+SCHEMA_VERSION = 4
+"""4: a spec's label budget may be patients per class (``spec.patients_per_class``, with
+``spec.fraction`` null), ``--protocol linear`` is the linear evaluation of a frozen encoder (no
+longer a frozen-backbone head fine-tune), and records name the split's checksum
+(``split.checksum``) and their encoder's weights and preprocessing (``encoder``).
+3: records keep ``learning``, whether each stage learned (:mod:`fetalbench.runs.learning`),
 and their budgets are sized to the data (:mod:`fetalbench.profiles`). A record of an older
 schema was trained under fixed step budgets that let no curve rise and has no learning checks:
 it cannot be migrated, only rerun."""

@@ -1,11 +1,14 @@
 """How hard is the phantom? A fixed, cheap probe that any change to the generator must pass.
 
 Frozen ImageNet features (EfficientNet-Lite0 with the offline weights) and scikit-learn's logistic
-regression, macro F1 on the official test split at 5% and 100% of the training labels, for both
-tasks. The phantom is a fair stand-in when the six planes are easier than the three brain planes
-at both label amounts, and the brain planes sit well above chance yet below 0.90 at 100% labels,
-leaving room for better representations to show (the linear-evaluation protocol of Kolesnikov et
-al., "Revisiting Self-Supervised Visual Representation Learning", CVPR 2019).
+regression at ``C = 1`` (the functions the linear evaluation uses:
+:func:`~fetalbench.methods.features.embed` and
+:func:`~fetalbench.methods.linear_evaluation.fit_logistic`), macro F1 on the official test split at
+5% and 100% of the training labels, for both tasks. The phantom is a fair stand-in when the six
+planes are easier than the three brain planes at both label amounts, and the brain planes sit well
+above chance yet below 0.90 at 100% labels, leaving room for better representations to show (the
+linear-evaluation protocol of Kolesnikov et al., "Revisiting Self-Supervised Visual Representation
+Learning", CVPR 2019).
 
 The probe sees images at a profile's resolution (``quick``'s 64 px by default), decoded as that
 profile's runs decode them. Its numbers for each generator version and resolution measured are
@@ -27,11 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from tabulate import tabulate
-from threadpoolctl import threadpool_limits
 
 from fetalbench.data.phantom.render import MANIFEST_NAME
 from fetalbench.data.prepare import prepare_run_data
@@ -40,12 +39,16 @@ from fetalbench.data.splits import TaskSplit, nested_labelled_subsets
 from fetalbench.data.tasks import TASKS
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods.backbones import create_backbone
+from fetalbench.methods.features import embed
+from fetalbench.methods.linear_evaluation import fit_logistic, predict
 from fetalbench.profiles import QUICK, get_profile
 from fetalbench.runs.metrics import macro_f1
 
 PROBE_TASKS = ("planes", "brain")
 PROBE_FRACTIONS = (0.05, 1.0)
 PROBE_BACKBONE = "tf_efficientnet_lite0"
+PROBE_C = 1.0
+"""The probe's fixed inverse L2 strength: it selects no model, so it keeps no validation set."""
 DEFAULT_PROFILE = QUICK.name
 """The profile whose resolution the probe uses unless told otherwise: the CPU profile."""
 FLOOR_ABOVE_CHANCE = 0.15
@@ -177,18 +180,6 @@ def probe_training_positions(split: TaskSplit) -> np.ndarray:
     return np.union1d(split.train, split.validation)
 
 
-@torch.inference_mode()
-def frozen_features(images: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """ImageNet EfficientNet-Lite0 features of uint8 images ``[N, H, W]``."""
-    backbone = create_backbone(PROBE_BACKBONE, "imagenet").eval()
-    batches = [
-        backbone(torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size]))
-                 .unsqueeze(1).float().div(255.0))
-        for i in range(0, len(images), batch_size)
-    ]
-    return torch.cat(batches).numpy()
-
-
 def probe(source: DatasetSource, cache_root: Path, resolution: int,
           seed: int = 0) -> list[ProbeScore]:
     """The probe's four numbers (two tasks x two label fractions) on ``source``.
@@ -196,25 +187,22 @@ def probe(source: DatasetSource, cache_root: Path, resolution: int,
     Each task's images come from :func:`~fetalbench.data.prepare.prepare_run_data` at
     ``resolution``, as a run's do. The label fractions are drawn from every official training
     image of the task (:func:`probe_training_positions`). The logistic regression runs on one
-    BLAS thread whatever the machine's: with two, ``brain`` at 100% labels at 64 px moved from
-    0.546 to 0.544, enough to break a comparison to three decimals (the frozen features were
-    identical with one torch thread or two).
+    BLAS thread whatever the machine's (:func:`~fetalbench.methods.linear_evaluation.fit_logistic`).
     """
     scores = []
+    backbone = create_backbone(PROBE_BACKBONE, "imagenet")
     for task_name in PROBE_TASKS:
         task = TASKS.get(task_name)
         data = prepare_run_data(source, task, 1.0, seed, QUICK.validation_fraction, "task",
                                 resolution, cache_root)
-        features = frozen_features(data.images)
+        features = embed(backbone, data.images)
         labels, test = data.labels, data.split.test
         train = probe_training_positions(data.split)
         subsets = nested_labelled_subsets(data.rows.iloc[train], PROBE_FRACTIONS, seed)
         for fraction, positions in subsets.items():
             labelled = train[positions]
-            classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-            with threadpool_limits(limits=1):  # BLAS threads move brain's F1 in the 3rd decimal
-                classifier.fit(features[labelled], labels[labelled])
-                predicted = classifier.predict(features[test])
+            classifier = fit_logistic(features[labelled], labels[labelled], PROBE_C)
+            predicted = predict(classifier, features[test])
             scores.append(ProbeScore(
                 task=task_name,
                 fraction=fraction,
