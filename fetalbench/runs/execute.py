@@ -22,6 +22,7 @@ from fetalbench.methods.engine import predict
 from fetalbench.methods.execution import SINGLE_PROCESS, Execution, launched_rank
 from fetalbench.paths import cache_relative
 from fetalbench.runs.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_classifier
+from fetalbench.runs.code_version import method_code_version
 from fetalbench.runs.learning import learning_section
 from fetalbench.runs.metrics import (
     classification_metrics,
@@ -76,6 +77,7 @@ def execute_run(
     """
     validate_request(request)
     git_revision()
+    method_code_version(request.method)
     execution.apply_threads()
     started = time.perf_counter()
     source = open_source(request.dataset, request.data_root, cache_root)
@@ -162,7 +164,7 @@ def _train_and_record(
         classes=list(task.classes),
         metrics=metrics,
         test_predictions=per_image_predictions(prepared.test_labels, predictions,
-                                               prepared.test_names),
+                                               prepared.test_names, prepared.test_patients),
         checkpoint=None if checkpoint is None else cache_relative(checkpoint, cache_root),
         checkpoint_sha256=checkpoint_sha256,
         method_notes=result.notes,
