@@ -118,7 +118,6 @@ def make_record(method: str, task: str, fraction: float, seed: int, macro_f1: fl
                     "fingerprint": fingerprint, "n_images": 100,
                     "csv_sha256": "0" * 64 if dataset == "phantom" else OFFICIAL_CSV_SHA256},
         "created": "2024-01-01T00:00:00+00:00", "versions": {}, "hardware": {}, "git": {},
-        "code_version": code_version,
     }
     if status == "failed":
         return spec, {**record, "error": "RuntimeError: CUDA out of memory | try a smaller batch"}
@@ -129,7 +128,7 @@ def make_record(method: str, task: str, fraction: float, seed: int, macro_f1: fl
     predictions = predictions if predicted is None else predicted
     stages = default_stages(method, len(classes)) if stages is None else stages
     record.update(
-        classes=classes, learning=learning_section(stages),
+        code_version=code_version, classes=classes, learning=learning_section(stages),
         metrics={**classification_metrics(labels, predictions, tuple(classes)), **metrics},
         method_notes={}, split={"test": n_test, "labelled": round(1000 * fraction),
                                 "validation": 200}, timings={"total_s": 1.0},

@@ -20,9 +20,10 @@ and its patient (``test_patients``, from the record or, for schema 3, the commit
 of its dataset version: :mod:`fetalbench.data.test_manifests`), and macro F1 per ultrasound
 machine (``per_machine``: machine -> (macro F1, test images)), with None there where a record
 lacks them and NaN image counts where its split lacks them. ``profile_digest`` names the
-profile by content (the first 12 hex digits of the sha256 of its canonical JSON) and
-``code_version`` the method's code (:mod:`fetalbench.runs.code_version`; for schema 3, ``git``
-and the record's revision), so a table can hold one setup (:mod:`fetalbench.report.setup`).
+profile by content (the first 12 hex digits of the sha256 of its canonical JSON) and a
+successful row's ``code_version`` the method's code (:mod:`fetalbench.runs.code_version`; for
+schema 3, ``git`` and the record's revision), so a table can hold one setup
+(:mod:`fetalbench.report.setup`).
 
 A row also carries whether its run learned (:mod:`fetalbench.runs.learning`): ``learning``, the
 run's verdict (``learned``, ``still improving``, ``did not learn`` or ``not checked``), and
@@ -56,16 +57,16 @@ CELL = ("dataset", "task", "method", "protocol", "validation", "fraction")
 EXTRA_METRICS = {"silhouette": "embedding", "knn_accuracy": "embedding",
                  "pointing_game": "localisation"}
 RUN_COLUMNS = ("method", "task", "dataset", "synthetic", "fraction", "seed", "protocol",
-               "validation", "pool", "profile", "profile_digest", "code_version",
-               "dataset_fingerprint", "spec_hash", "path")
+               "validation", "pool", "profile", "profile_digest", "dataset_fingerprint",
+               "spec_hash", "path")
 LEARNING_COLUMNS = ("learning", "learned", "unlearned_stages", "pretraining_stage",
                     "pretraining_loss", "pretraining_chance", "pretraining_chance_rule",
                     "pretraining_probe_start", "pretraining_probe_end", "pretraining_verdict")
 """What a successful row says of its run's learning checks (see the module docstring)."""
 OK_COLUMNS = (*RUN_COLUMNS, "macro_f1", "accuracy", "balanced_accuracy", "sensitivity",
               "precision", "classes", *EXTRA_METRICS, "labelled", "validation_labelled",
-              "test_labels", "test_predicted", "test_order", "test_patients", "per_machine",
-              *LEARNING_COLUMNS)
+              "test_labels", "test_predicted", "test_order", "test_patients", "code_version",
+              "per_machine", *LEARNING_COLUMNS)
 SELF_SUPERVISED_TERMS = ("dual task: NT-Xent",)
 """Stages that train a backbone without labels besides those named ``pre-training ...``."""
 FAILED_COLUMNS = (*RUN_COLUMNS, "error")
@@ -177,8 +178,6 @@ class _RecordReader:
         profile = self.field(spec, "profile", "an object", "spec.")
         row["profile"] = self.field(profile, "name", "text", "spec.profile.")
         row["profile_digest"] = spec_hash(profile)[:12]
-        row["code_version"] = (self.field(record, "code_version", "text", "")
-                               if schema == SCHEMA_VERSION else self.git_version(record))
         if not 0 < row["fraction"] <= 1:
             raise self.fail(f"spec.fraction {row['fraction']} is not in (0, 1]")
         row["spec_hash"] = self.field(record, "spec_hash", "text", "")
@@ -197,6 +196,8 @@ class _RecordReader:
         else:
             row.update(self.metrics(record))
             row["test_patients"] = self.patients(record, row)
+            row["code_version"] = (self.field(record, "code_version", "text", "")
+                                   if schema == SCHEMA_VERSION else self.git_version(record))
         self.refuse_invalid(record, root)
         setup = json.dumps([profile, row["pool"], row["dataset_fingerprint"]], sort_keys=True)
         return _Loaded(self.file, row, setup)

@@ -1,7 +1,7 @@
 """A method's code version: a digest of the source that trains and tests a run of it.
 
 A spec hash names what a run was asked to do, not the code that did it: a grid resumed after a
-code change keeps the old code's records under the same hashes. So each record also carries
+code change keeps the old code's records under the same hashes. So each successful record carries
 ``code_version`` (:func:`method_code_version`), and the leaderboard never puts two versions of
 one method in one table (:mod:`fetalbench.report.setup`).
 

@@ -160,6 +160,7 @@ def _train_and_record(
     return new_record(
         spec,
         status="ok",
+        code_version=method_code_version(spec.method),
         dataset=identity.as_record(),
         classes=list(task.classes),
         metrics=metrics,

@@ -1,11 +1,12 @@
 """Run records: the format of the one JSON file each run leaves, written atomically.
 
-A record holds the fully resolved spec and its hash, the version of the method's code
-(``code_version``: :mod:`fetalbench.runs.code_version`), the dataset's identity (synthetic or
-real), whether each training stage learned (``learning``: :mod:`fetalbench.runs.learning`), test
-metrics (overall and per ultrasound machine), every test image's label, prediction and patient,
-validation-based model selection, split sizes (``split.validation``: the labelled images model
-selection used), timings, package versions, hardware and git revision. The spec hash names the
+A record holds the fully resolved spec and its hash, the version of the method's code (a
+successful run's ``code_version``: :mod:`fetalbench.runs.code_version`), the dataset's identity
+(synthetic or real), whether each training stage learned (``learning``:
+:mod:`fetalbench.runs.learning`), test metrics (overall and per ultrasound machine), every test
+image's label, prediction and patient, validation-based model selection, split sizes
+(``split.validation``: the labelled images model selection used), timings, package versions,
+hardware and git revision. The spec hash names the
 file, so a grid can skip a run whose record exists.
 
 Records are portable: they name files in the cache relative to the cache root
@@ -30,7 +31,6 @@ from pathlib import Path
 from fetalbench.data.tasks import TASKS
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods import METHODS
-from fetalbench.runs.code_version import method_code_version
 from fetalbench.runs.spec import RunSpec
 from fetalbench.storage.atomic import write_bytes_atomic
 
@@ -159,7 +159,6 @@ def new_record(spec: RunSpec, **sections: object) -> dict:
         "schema": SCHEMA_VERSION,
         "spec": spec.to_dict(),
         "spec_hash": spec.hash(),
-        "code_version": method_code_version(spec.method),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": package_versions(),
         "hardware": hardware(),

@@ -213,9 +213,9 @@ def check_patients(record: dict) -> Iterator[Finding]:
 
 
 def check_code_version(record: dict) -> Iterator[Finding]:
-    """A record of schema 4 names its method's code version (16 hex digits,
+    """A successful record of schema 4 names its method's code version (16 hex digits,
     :mod:`fetalbench.runs.code_version`)."""
-    if record["schema"] != SCHEMA_VERSION:
+    if record["status"] != "ok" or record["schema"] != SCHEMA_VERSION:
         return
     version = record["code_version"]
     if not (isinstance(version, str) and len(version) == 16
