@@ -19,6 +19,7 @@ from test_leaderboard import (
     write,
 )
 
+from fetalbench.errors import FetalbenchError
 from fetalbench.report.claims import MARGIN, family, reading, shows, verdict
 from fetalbench.report.comparisons import table_evidence, unread
 from fetalbench.report.leaderboard import render_leaderboard, with_entries
@@ -137,6 +138,30 @@ def test_too_few_seeds_read_underpowered_not_no_advantage(tmp_path: Path):
             seeds=2, noise=0.005)
     text = render_leaderboard(load_records(tmp_path / "two"), "fetalbench leaderboard", None)
     assert "Verdict: **underpowered**;" in claim_line(text, "b")
+
+
+def test_two_profiles_in_one_table_are_refused_with_one_line(tmp_path: Path):
+    planted(tmp_path, "brain", {"supervised_imagenet": 0.0, "simclr_imagenet": 0.05}, seeds=3,
+            noise=0.005)
+    write(tmp_path, *make_record("simclr_imagenet", "brain", 0.5, 0, 0.7, profile="smoke"))
+    records = load_records(tmp_path)  # every cell is of one profile
+    with pytest.raises(FetalbenchError) as error:
+        render_leaderboard(records, "fetalbench leaderboard", None)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("one table holds one setup, but the records of phantom/brain were "
+                              "made under two profiles (profile `quick` (content ")
+    assert "profile `smoke` (content " in message and "keep one setup per results folder" in message
+
+
+def test_two_code_versions_of_one_method_in_one_table_are_refused(tmp_path: Path):
+    write(tmp_path, *make_record("simclr", "brain", 1.0, 0, 0.7))
+    write(tmp_path, *make_record("simclr", "brain", 1.0, 1, 0.7, code_version="beef" * 4))
+    write(tmp_path, *make_record("supervised_imagenet", "brain", 1.0, 0, 0.6,
+                                 code_version="cafe" * 4))  # another method may differ
+    with pytest.raises(FetalbenchError, match="two code versions of simclr meet in the table "
+                       "phantom/brain"):
+        render_leaderboard(load_records(tmp_path), "fetalbench leaderboard", None)
 
 
 def test_claims_supported_contradicted_and_inconclusive_on_constructed_records(tmp_path: Path):

@@ -19,6 +19,10 @@ claims of Migliorelli et al. (2024) and their verdicts (:mod:`fetalbench.report.
 - per method with a self-supervised stage (pre-training, the dual task's NT-Xent term), its final
   loss against its chance level, its k-NN probe before and after, and its verdicts.
 
+A table holds one setup (:mod:`fetalbench.report.setup`): records of one dataset and task made
+under two profiles (by content), pools or dataset versions, or of one method under two code
+versions, are refused with one line.
+
 The board refuses to read noise (:mod:`fetalbench.runs.learning`): a cell whose runs did not
 all learn is marked † with its seeds' verdicts and kept out of every comparison (bold, ▲/▼,
 differences, label efficiency, claims, ranking): :data:`~fetalbench.report.comparisons.
@@ -55,6 +59,7 @@ from fetalbench.report.comparisons import (
 )
 from fetalbench.report.formatting import MISSING, markdown_table, percent
 from fetalbench.report.record_table import EXTRA_METRICS, RecordSet, load_records
+from fetalbench.report.setup import refuse_mixed_setups
 from fetalbench.report.statistics import (
     ALPHA,
     MIN_TEST_PAIRS,
@@ -108,8 +113,13 @@ def _tables(ok: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
 
 
 def board_evidence(ok: pd.DataFrame) -> dict[tuple[str, str], TableEvidence]:
-    """The evidence of every table of ``ok`` (with entries), by (dataset, task)."""
-    return {(dataset, task): table_evidence(rows) for dataset, task, rows in _tables(ok)}
+    """The evidence of every table of ``ok`` (with entries), by (dataset, task); a table that
+    mixes setups is refused (:func:`~fetalbench.report.setup.refuse_mixed_setups`)."""
+    evidence = {}
+    for dataset, task, rows in _tables(ok):
+        refuse_mixed_setups(rows)
+        evidence[dataset, task] = table_evidence(rows)
+    return evidence
 
 
 def _entry_order(entries: list[str]) -> list[str]:
