@@ -93,10 +93,10 @@ class TableEvidence:
     of the mean (``low``, ``high``), whether every seed's run learned (``learned``) and the
     seeds' verdicts counted (``verdicts``, e.g. "3/3 did not learn"), and whether it leads its
     column separated from the runner-up (``separated``, :func:`separated_leaders`).
-    ``differences``: one row per
-    (entry, fraction) of a non-reference entry, both it and its arm's reference cell there
-    learned: pairs (shared seeds), estimate, se, df, low, high, p (NaN with fewer than
-    :data:`MIN_TEST_PAIRS` pairs), p_holm (over the table), mdd, poi, poi_low, poi_high.
+    ``differences``: one row per (entry, fraction) of a non-reference entry, both it and its
+    arm's reference cell there learned: pairs (shared seeds), estimate, se, df, low, high, p
+    (NaN with fewer than :data:`MIN_TEST_PAIRS` pairs), p_holm (over the table), mdd, poi,
+    poi_low, poi_high.
     ``curves``: by entry, of the entries with a learned cell (their learned cells).
     ``test_set``: None when test patients were resampled, else why not. ``references``: each
     entry's arm's reference entry (None without one); ``rises``: by reference entry.
