@@ -49,6 +49,8 @@ def _colours(entries: list[str]) -> dict[str, tuple]:
 
 METHOD_COLOUR = "#0072B2"
 REFERENCE_COLOUR = "#555555"
+CROWDED = 1.4
+"""Ticks of labels consumed closer than this factor have their labels staggered."""
 """Every panel draws its method in one blue and the reference in grey (Okabe-Ito blue and a
 neutral grey: distinguishable in colour-vision deficiency and in greyscale by line style)."""
 
@@ -82,6 +84,19 @@ def _draw_curve(axes, cells: pd.DataFrame, colour, style: str, label: str) -> bo
     axes.plot(learned["labels"], label_efficiency.monotone(learned["mean"].to_numpy()),
               color=colour, linestyle=":", linewidth=1.5)
     return True
+
+
+def _tick_labels(amounts: pd.Series) -> list[str]:
+    """"labels\nfraction" per tick of labels consumed; a tick within a factor
+    :data:`CROWDED` of the one before it is set two lines lower, so that under ``fixed``
+    validation (where 1% and 5% consume nearly the same labels) both stay legible."""
+    labels, previous, lowered = [], None, False
+    for amount, fractions in amounts.items():
+        text = f"{amount:.0f}\n" + "/".join(f"{fraction * 100:g}%" for fraction in fractions)
+        lowered = previous is not None and amount / previous < CROWDED and not lowered
+        labels.append("\n\n" + text if lowered else text)
+        previous = amount
+    return labels
 
 
 def plot_label_efficiency(evidence: TableEvidence, entries: list[str], title: str,
@@ -137,9 +152,7 @@ def plot_label_efficiency(evidence: TableEvidence, entries: list[str], title: st
             axes.set_visible(False)
         axes = grid[0, 0]
         axes.set_xscale("log")
-        axes.set_xticks(list(amounts.index), [
-            f"{amount:.0f}\n" + "/".join(f"{fraction * 100:g}%" for fraction in fractions)
-            for amount, fractions in amounts.items()])
+        axes.set_xticks(list(amounts.index), _tick_labels(amounts))
         axes.minorticks_off()
         for axes in grid[-1, :]:
             axes.set_xlabel("labels consumed (train + val)")
