@@ -39,6 +39,7 @@ FRACTIONS = (0.05, 0.25, 1.0)
 SEEDS = range(5)
 PHANTOM_TEST_PER_CLASS = 1000
 MACHINES = np.array(["Aloka", "Voluson E6"])
+CODE_VERSION = "c0de" * 4
 NT_XENT_CHANCE = round(math.log(2 * 64 - 1), 6)
 """NT-Xent's chance level over 64 pairs, ln(2N - 1)."""
 
@@ -97,13 +98,15 @@ def make_record(method: str, task: str, fraction: float, seed: int, macro_f1: fl
                 dataset: str = "phantom", profile: str = "quick", protocol: str = "finetune",
                 status: str = "ok", validation: str = "fixed", predicted: np.ndarray | None = None,
                 with_predictions: bool = True, stages: Sequence[StageCheck] | None = None,
+                code_version: str = CODE_VERSION, patient_size: int = 10,
                 **metrics: object) -> tuple[RunSpec, dict]:
-    """A valid schema-3 run record (as run.py and grid.py write them) and its spec: its numbers
-    come from one test set (:func:`scored_test_set`), of the official size on fetal_planes_db,
-    or from ``predicted`` (one class per test image of that set), with per-image predictions
-    and per-machine scores. Its ``learning`` section checks ``stages`` (by default
+    """A valid run record of the current schema (as run.py and grid.py write them) and its
+    spec: its numbers come from one test set (:func:`scored_test_set`), of the official size on
+    fetal_planes_db, or from ``predicted`` (one class per test image of that set), with
+    per-image predictions, ``patient_size`` consecutive test images per patient, and
+    per-machine scores. Its ``learning`` section checks ``stages`` (by default
     :func:`default_stages`, all learned). ``with_predictions`` is kept for callers: a record
-    of schema 3 always has its predictions."""
+    always has its predictions."""
     fingerprint = "phantom-v1" if dataset == "phantom" else "fpdb-0123"
     spec = RunSpec(method=method, task=task, dataset=dataset, dataset_fingerprint=fingerprint,
                    fraction=fraction, seed=seed, protocol=protocol, pool="task",
@@ -125,14 +128,15 @@ def make_record(method: str, task: str, fraction: float, seed: int, macro_f1: fl
     predictions = predictions if predicted is None else predicted
     stages = default_stages(method, len(classes)) if stages is None else stages
     record.update(
-        classes=classes, learning=learning_section(stages),
+        code_version=code_version, classes=classes, learning=learning_section(stages),
         metrics={**classification_metrics(labels, predictions, tuple(classes)), **metrics},
         method_notes={}, split={"test": n_test, "labelled": round(1000 * fraction),
                                 "validation": 200}, timings={"total_s": 1.0},
     )
     machines = MACHINES[np.arange(n_test) % 2]
     names = [f"image{index}.png" for index in range(n_test)]
-    record["test_predictions"] = per_image_predictions(labels, predictions, names)
+    patients = np.arange(n_test) // patient_size
+    record["test_predictions"] = per_image_predictions(labels, predictions, names, patients)
     record["metrics"]["per_machine"] = per_machine_metrics(labels, predictions, machines)
     return spec, record
 
@@ -265,8 +269,8 @@ def test_single_seeds_and_empty_folders_render_without_claims(tmp_path: Path):
     for method in METHODS:
         write(tmp_path / "one", *make_record(method, "brain", 1.0, 0, 0.6))
     text = render_leaderboard(load_records(tmp_path / "one"), "fetalbench leaderboard", None)
-    # One seed: its interval is the test images' alone.
-    assert re.fullmatch(r"\*\*0\.600\*\* \[0\.5\d\d, 0\.6\d\d\] \(n=1\)",
+    # One seed: its interval is the test patients' alone; three tied means bold nothing.
+    assert re.fullmatch(r"0\.600 \[0\.5\d\d, 0\.6\d\d\] \(n=1\)",
                         table_rows(text, "task `brain`")["simclr"][0])
     assert "Label efficiency and claims not read: the reference `supervised_imagenet` has no " \
         "5% cell." in text

@@ -11,7 +11,9 @@ from fetalbench.registry import Registry
 from fetalbench.runs.metrics import (
     classification_metrics,
     decode_classes,
+    decode_patients,
     encode_classes,
+    encode_patients,
     per_image_predictions,
     per_machine_metrics,
 )
@@ -43,13 +45,19 @@ def test_collision_names_both_sources() -> None:
 
 def test_predictions_are_kept_one_digit_per_image_and_read_back() -> None:
     labels, predicted = np.array([0, 2, 1, 11]), np.array([0, 1, 1, 35])
-    kept = per_image_predictions(labels, predicted, ["a.png", "b.png", "c.png", "d.png"])
+    patients = np.array([17, 17, 4, 230])
+    kept = per_image_predictions(labels, predicted, ["a.png", "b.png", "c.png", "d.png"],
+                                 patients)
     assert (kept["labels"], kept["predicted"]) == ("021b", "011z")
     assert np.array_equal(decode_classes(kept["predicted"]), predicted)
-    reordered = per_image_predictions(labels, predicted, list("abdc"))
+    assert kept["patients"] == "17 17 4 230"
+    assert decode_patients(kept["patients"]).tolist() == ["17", "17", "4", "230"]
+    reordered = per_image_predictions(labels, predicted, list("abdc"), patients)
     assert kept["order_sha256"] != reordered["order_sha256"]
     with pytest.raises(ValueError, match="class indices must lie in"):
         encode_classes(np.array([36]))
+    with pytest.raises(ValueError, match="no whitespace"):
+        encode_patients(np.array(["Patient 1"]))
 
 
 def test_per_machine_macro_f1_averages_over_the_classes_each_machine_imaged() -> None:

@@ -7,9 +7,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from fetalbench.report.statistics import (
     cell_ranks,
+    equivalence_p_value,
     friedman,
     holm,
     posthoc,
@@ -36,6 +38,20 @@ def test_holm_matches_a_hand_example_and_keeps_nan():
     adjusted = holm([0.04, np.nan, 0.01, 0.03])
     assert adjusted[[0, 2, 3]] == pytest.approx([0.06, 0.03, 0.06])
     assert math.isnan(adjusted[1])
+    assert holm([np.nan, 0.02]).tolist()[1] == 0.02  # one test is its own correction
+
+
+def test_equivalence_p_value_is_schuirmanns_two_one_sided_tests():
+    # the larger of P(T > (d + m) / se) and P(T < (d - m) / se)
+    assert equivalence_p_value(0.0, 0.01, 10, 0.02) == pytest.approx(stats.t.sf(2, 10))
+    assert equivalence_p_value(0.015, 0.01, 10, 0.02) == pytest.approx(stats.t.cdf(-0.5, 10))
+    assert equivalence_p_value(-0.015, 0.01, 10, 0.02) == pytest.approx(stats.t.cdf(-0.5, 10))
+    # below 0.05 exactly when the 90% interval lies within the margin
+    for estimate in np.linspace(-0.03, 0.03, 13):
+        half = stats.norm.ppf(0.95) * 0.005
+        inside = estimate - half > -0.02 and estimate + half < 0.02
+        assert (equivalence_p_value(estimate, 0.005, np.inf, 0.02) < 0.05) == inside
+    assert math.isnan(equivalence_p_value(0.0, np.nan, np.nan, 0.02))
 
 
 def winner_scores() -> pd.DataFrame:

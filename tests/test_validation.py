@@ -20,6 +20,8 @@ from fetalbench.data.fetal_planes_db import (
     OFFICIAL_TEST_IMAGES,
 )
 from fetalbench.data.tasks import TASKS
+from fetalbench.data.test_manifests import patient_manifest
+from fetalbench.runs.code_version import method_code_version
 from fetalbench.runs.execute import execute_run
 from fetalbench.runs.migration import portable_record
 from fetalbench.runs.records import SCHEMA_VERSION, record_files, write_record
@@ -120,7 +122,7 @@ def test_a_record_of_an_older_schema_is_refused_and_cannot_be_migrated(tmp_path:
     assert main(["records", "migrate", str(tmp_path)]) == 0
     assert capsys.readouterr().out.startswith("migrated 0 of 1 records")
     assert main(["validate", str(tmp_path)]) == 1
-    assert f"is not {SCHEMA_VERSION}, the one this version reads" in capsys.readouterr().out
+    assert "schema 2 is not one this version reads (3, 4)" in capsys.readouterr().out
 
 
 def test_a_learning_verdict_that_its_numbers_do_not_give_is_refused():
@@ -148,6 +150,51 @@ def test_a_fresh_record_keeps_every_test_prediction_and_its_machines(fresh_run):
     miscounted = copy.deepcopy(record)
     miscounted["metrics"]["per_machine"][machine]["n_test"] += 1
     assert "per_machine" in checks(miscounted)
+
+
+def test_a_fresh_record_names_each_test_images_patient_and_its_code_version(fresh_run):
+    record, _, _ = fresh_run
+    assert record["schema"] == SCHEMA_VERSION
+    patients = record["test_predictions"]["patients"].split()
+    assert len(patients) == record["split"]["test"]
+    assert record["code_version"] == method_code_version("simclr")
+    assert method_code_version("simclr") != method_code_version("byol")
+    missing = copy.deepcopy(record)
+    missing["test_predictions"]["patients"] = " ".join(patients[1:])
+    assert "patients" in checks(missing)
+    unnamed = copy.deepcopy(record)
+    unnamed["code_version"] = "v1"
+    assert "code_version" in checks(unnamed)
+
+
+def test_a_schema_3_record_reads_its_patients_from_the_committed_test_manifest():
+    _, record = committed_record()
+    assert record["schema"] == 3 and "patients" not in record["test_predictions"]
+    assert checks(record) == set()
+    manifest = patient_manifest(record["spec"]["dataset"], record["spec"]["dataset_fingerprint"],
+                             record["spec"]["task"])
+    assert manifest.order_sha256 == record["test_predictions"]["order_sha256"]
+    other = copy.deepcopy(record)
+    other["test_predictions"]["order_sha256"] = "0" * 64
+    assert checks(other) == {"patients"}
+    unknown = copy.deepcopy(record)
+    unknown["spec"]["dataset_fingerprint"] = unknown["dataset"]["fingerprint"] = "f" * 64
+    unknown["spec_hash"] = spec_hash(unknown["spec"])
+    assert checks(unknown) == {"patients"}
+
+
+def test_a_profile_whose_content_is_not_the_registered_one_of_its_name_is_refused():
+    """A record made under a shortened profile that kept the real one's name (its spec hash
+    consistent) is refused; so is an unregistered profile name."""
+    _, record = committed_record()
+    record["spec"]["profile"]["finetune_max_steps"] = 10
+    record["spec_hash"] = spec_hash(record["spec"])
+    assert checks(record) == {"profile"}
+    (finding,) = [f for f in validate_record(record) if f.check == "profile"]
+    assert "is not the registered profile 'quick' (finetune_max_steps differ)" in finding.problem
+    record["spec"]["profile"]["name"] = "mine"
+    record["spec_hash"] = spec_hash(record["spec"])
+    assert checks(record) == {"profile"}
 
 
 def test_a_checkpoint_outside_the_cache_stays_absolute_and_fails_validation():
@@ -191,7 +238,7 @@ def edited(tmp_path: Path, edit) -> Path:
         (lambda r: r["metrics"]["confusion_matrix"][0].__setitem__(
             0, r["metrics"]["confusion_matrix"][0][0] + 1), "confusion_matrix"),
         (lambda r: r["metrics"].update(confusion_matrix=[[1, 2], [3, 4]]), "confusion_matrix"),
-        (lambda r: r.update(schema=4), "schema"),
+        (lambda r: r.update(schema=5), "schema"),
         (lambda r: r.pop("split"), "numbers"),
     ],
 )
@@ -207,9 +254,9 @@ def test_a_test_set_off_by_one_image_fails_only_the_counts(tmp_path: Path):
     _, record = committed_record()
     record["split"]["test"] += 1
     record["metrics"]["n_test"] += 1
-    # the matrix and the per-image predictions no longer add up to it; the metrics themselves
-    # still agree with the matrix
-    assert checks(record) == {"confusion_matrix", "test_predictions"}
+    # the matrix, the per-image predictions and the test manifest's patients no longer add up
+    # to it; the metrics themselves still agree with the matrix
+    assert checks(record) == {"confusion_matrix", "test_predictions", "patients"}
 
 
 def test_fetal_planes_db_records_must_be_on_the_official_csv_and_split(fresh_run):

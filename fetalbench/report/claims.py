@@ -1,4 +1,4 @@
-"""The three claims of Migliorelli et al. (2024), answered from the records of one dataset.
+"""The three claims of Migliorelli et al. (2024), each answered as one tested family.
 
 (a) On the high inter-class variability task (``planes``), contrastive learning (``simclr``,
 ``simclr_imagenet``) brings no significant advantage over transfer learning
@@ -6,16 +6,24 @@
 ImageNet weights (``simclr_imagenet``). (c) The dual task (``dual_task_imagenet``, ``dual_task``)
 helps on ``brain``.
 
-The rule (:data:`RULE`, printed above the verdicts) reads each comparison at every label fraction
-where the method and the reference share at least :data:`MIN_TEST_PAIRS` seeds, from the 95%
-interval of the paired difference in macro F1 (bootstrap over seeds and test images,
-:mod:`fetalbench.report.comparisons`): *above* 0, *below* 0, or not; and whether it rules out an
-advantage of :data:`NEGLIGIBLE` or more (its upper end is below that). A majority of fractions
-decides, so one lucky fraction does not carry a claim, and the fractions are not corrected for
-multiplicity. Only fine-tuning with the fixed validation carve-out, the paper's setting, counts,
-and only cells every seed's run of which learned (:data:`~fetalbench.report.comparisons.
-LEARNED_RULE`). A claim's verdict is given only when the reference's curve rises on its task
-(:func:`fetalbench.report.comparisons.unread`); otherwise it is *not read*, and one line says why.
+A claim's *family* is every comparison it names: each named method against the reference at
+every label fraction where both cells' runs all learned (fine-tuning with the fixed validation
+carve-out, the paper's setting; one setup per table, :mod:`fetalbench.report.setup`). Each
+comparison's paired difference in macro F1 (:mod:`fetalbench.report.comparisons`: bootstrap over
+seeds crossed with test patients, t with Welch-Satterthwaite degrees of freedom) gets two
+p-values: the two-sided test of no difference, and Schuirmann's two one-sided tests of a
+difference of :data:`MARGIN` or more either way (TOST, :func:`~fetalbench.report.statistics.
+equivalence_p_value`; Schuirmann 1987). Holm's correction runs over all the family's p-values
+together (Holm 1979), so the verdict's family-wise error rate is at most
+:data:`~fetalbench.report.statistics.ALPHA`, and a verdict reads only corrected results
+(:func:`reading`). A comparison neither separated nor shown equivalent whose minimal detectable
+difference exceeds the margin (or with fewer than :data:`~fetalbench.report.statistics.
+MIN_TEST_PAIRS` seeds) is *underpowered*: its seeds and test patients could not have shown a
+difference of the margin, so it is no evidence of "no advantage". A majority of a method's
+fractions decides what it shows (:func:`shows`), and the claim's verdict follows
+(:func:`verdict`). A claim is read only when the reference's curve rises on its task
+(:func:`fetalbench.report.comparisons.unread`). Each verdict names the setup, seeds and learning
+checks of the runs it read (:func:`provenance`).
 """
 
 from __future__ import annotations
@@ -24,17 +32,30 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from fetalbench.report.comparisons import REFERENCE, RISE, TableEvidence, unread
-from fetalbench.report.formatting import MISSING, labels_needed, percent, signed, standard
-from fetalbench.report.statistics import MIN_TEST_PAIRS
+from fetalbench.report.formatting import (
+    labels_needed,
+    match_saving,
+    percent,
+    signed,
+    standard,
+)
+from fetalbench.report.statistics import ALPHA, MIN_TEST_PAIRS, equivalence_p_value, holm
+from fetalbench.runs.learning import LEARNED
 
-NEGLIGIBLE = 0.02
-"""An advantage in macro F1 below this is negligible: two points of F1, about the spread between
-seeds of one method on the paper's benchmark, and less than a clinician would act on."""
+MARGIN = 0.02
+"""The equivalence margin in macro F1: a difference within ±0.02 is no advantage. Pre-specified
+here, not fitted to any records (an equivalence margin chosen after seeing the data would decide
+its own test; Lakens 2017, "Equivalence tests", Soc. Psychol. Personal. Sci. 8(4):355-362): two
+points of macro F1, the smallest difference the benchmark treats as worth labels (below it the
+ranking of two methods changes with the seed), and less than a clinician would act on."""
 PROTOCOL, VALIDATION = "finetune", "fixed"
-Verdict = Literal["supported", "contradicted", "inconclusive", "not read"]
+Verdict = Literal["supported", "contradicted", "underpowered", "inconclusive", "not read"]
+Reading = Literal["better", "worse", "equivalent", "underpowered", "undetermined"]
+Shows = Literal["advantage", "none", "underpowered", "unclear"]
 
 
 @dataclass(frozen=True)
@@ -61,94 +82,184 @@ CLAIMS = (
 )
 
 RULE = (
-    f"How the verdicts are reached: each method is compared with `{REFERENCE}` (fine-tuning, "
-    f"fixed validation carve-out) at every label fraction where both share at least "
-    f"{MIN_TEST_PAIRS} seeds and both cells' runs all learned (cells marked † are left out). "
-    f"A claim is read only where the reference's curve rises on its task: its paired "
+    f"How the verdicts are reached: a claim is one family of comparisons, every method it "
+    f"names against `{REFERENCE}` (fine-tuning, fixed validation carve-out, one profile and "
+    "pool) at every label fraction where both cells' runs all learned (cells marked † are left "
+    "out). A claim is read only where the reference's curve rises on its task: its paired "
     f"difference in macro F1 between {percent(RISE[1])} and {percent(RISE[0])} labels has its "
-    "95% interval above 0; otherwise it is **not read**, and the line says why. At a "
-    "fraction the 95% interval of the paired difference in macro F1 (bootstrap over seeds and "
-    "test images) is *above* 0, *below* 0, or neither; it *rules "
-    f"out an advantage* when its upper end is below +{NEGLIGIBLE}. A method shows an advantage "
-    "when its interval is above 0 at more than half of the fractions and below 0 at none, and "
-    "shows none when it rules out an advantage at more than half of the fractions and is above "
-    "0 at none. **Supported**: for an advantage claim, some named method shows an advantage; for "
-    "the no-advantage claim (a), every named method shows none. **Contradicted**: for an "
-    "advantage claim, every named method shows none; for (a), some named method shows an "
-    "advantage. A named method without records counts for neither. Otherwise, or without "
-    "enough seeds, **inconclusive**."
+    "95% interval above 0; otherwise it is **not read**, and the line says why. Each "
+    "comparison's paired difference in macro F1 (bootstrap over seeds crossed with test "
+    "patients, t with Welch-Satterthwaite degrees of freedom) gets two p-values: the two-sided "
+    "test of no difference, and the equivalence test (two one-sided tests, Schuirmann 1987) of "
+    f"a difference within ±{MARGIN} macro F1, the margin fixed in advance "
+    "(`fetalbench.report.claims.MARGIN`: two points of macro F1, the smallest difference the "
+    "benchmark treats as worth labels; not fitted to these records). Holm's correction runs "
+    f"over all the claim's p-values together (family-wise error at most {ALPHA}), and only "
+    "corrected p-values are read. A comparison reads *equivalent* when its equivalence test "
+    "rejects, else *better* or *worse* when its difference test rejects, else *underpowered* "
+    "when its minimal detectable difference exceeds the margin or it has fewer than "
+    f"{MIN_TEST_PAIRS} seeds (it could not have shown a difference of the margin), else "
+    "*undetermined*. A method shows an *advantage* when it is better at more than half of its "
+    "fractions and worse at none, and *none* when it is equivalent or worse at more than half "
+    "and better at none; otherwise it is *underpowered* when any of its comparisons is, else "
+    "*unclear*. **Supported**: for an advantage claim, some named method shows an advantage; "
+    "for the no-advantage claim (a), every named method shows none. **Contradicted**: the "
+    "reverse (every named method shows none; some shows an advantage). Otherwise "
+    "**underpowered** when some named method is (more seeds could decide), else "
+    "**inconclusive**. A named method without records counts for neither."
 )
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """One comparison of a claim's family: a method's paired difference to the reference at one
+    fraction (labels consumed: ``labels`` training + ``validation`` images), its seeds shared,
+    minimal detectable difference, Holm-corrected p-values and reading."""
+
+    fraction: float
+    labels: float
+    validation: float
+    estimate: float
+    low: float
+    high: float
+    pairs: int
+    mdd: float
+    p_holm: float
+    equivalence_p_holm: float
+    reading: Reading
+
+
+@dataclass(frozen=True)
 class MethodEvidence:
-    """One method's reading: per fraction (fraction, estimate, low, high, seeds shared, reading),
-    its area-under-curve difference and labels needed, what it shows ("advantage", "none",
-    or "unclear"), and the fractions left out because their runs did not all learn."""
+    """One method's comparisons, label efficiency and what it shows; ``unlearned``: its
+    fractions left out because their runs did not all learn."""
 
     method: str
     entry: str
-    fractions: tuple[tuple[float, float, float, float, int, str], ...]
+    comparisons: tuple[Comparison, ...]
     area_difference: str
     labels_to_match: str
-    shows: str
+    shows: Shows
     unlearned: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
 class Answer:
-    """A claim's verdict, why (when inconclusive for want of records), and the evidence."""
+    """A claim's verdict, why (when not reached from its family), the evidence, and the runs
+    read (:func:`provenance`)."""
 
     claim: Claim
     verdict: Verdict
     reason: str
     evidence: tuple[MethodEvidence, ...]
     missing: tuple[str, ...] = ()
+    provenance: str = ""
 
 
-def reading(low: float, high: float) -> str:
-    """"above", "below", "ruled out" (no advantage of :data:`NEGLIGIBLE` or more, not below 0),
-    or "undetermined" for one fraction's 95% interval."""
-    if low > 0:
-        return "above"
-    if high < 0:
-        return "below"
-    return "ruled out" if high < NEGLIGIBLE else "undetermined"
+def reading(estimate: float, p_holm: float, equivalence_p_holm: float, mdd: float,
+            pairs: int) -> Reading:
+    """What one comparison reads from its corrected p-values (see :data:`RULE`)."""
+    if equivalence_p_holm < ALPHA:
+        return "equivalent"
+    if p_holm < ALPHA:
+        return "better" if estimate > 0 else "worse"
+    if pairs < MIN_TEST_PAIRS or not mdd <= MARGIN:
+        return "underpowered"
+    return "undetermined"
 
 
-def shows(readings: list[str]) -> str:
-    """"advantage", "none" or "unclear" from the readings of the counted fractions."""
-    above = readings.count("above")
-    ruled_out = readings.count("ruled out") + readings.count("below")
-    if above > len(readings) / 2 and "below" not in readings:
+def shows(readings: list[Reading]) -> Shows:
+    """What a method shows from the readings of its comparisons (see :data:`RULE`)."""
+    better = readings.count("better")
+    none = readings.count("equivalent") + readings.count("worse")
+    if better > len(readings) / 2 and "worse" not in readings:
         return "advantage"
-    if ruled_out > len(readings) / 2 and above == 0:
+    if none > len(readings) / 2 and better == 0:
         return "none"
-    return "unclear"
+    return "underpowered" if "underpowered" in readings else "unclear"
 
 
-def _method_evidence(method: str, entry: str, evidence: TableEvidence) -> MethodEvidence:
-    rows = evidence.differences[evidence.differences["entry"] == entry]
-    fractions = []
-    for row in rows.itertuples():
-        counted = row.pairs >= MIN_TEST_PAIRS and not math.isnan(row.low)
-        fractions.append((row.fraction, row.estimate, row.low, row.high, int(row.pairs),
-                          reading(row.low, row.high) if counted else "too few seeds"))
-    counted = [item[5] for item in fractions if item[5] != "too few seeds"]
+def verdict(kind: str, outcomes: list[Shows], complete: bool) -> Verdict:
+    """A claim's verdict from what its named methods show (``complete``: every named method has
+    comparisons)."""
+    every_none = complete and bool(outcomes) and all(item == "none" for item in outcomes)
+    if "advantage" in outcomes:
+        return "supported" if kind == "advantage" else "contradicted"
+    if every_none:
+        return "contradicted" if kind == "advantage" else "supported"
+    return "underpowered" if "underpowered" in outcomes else "inconclusive"
+
+
+def family(differences: pd.DataFrame) -> pd.DataFrame:
+    """``differences`` (the claim's comparisons) with ``p_family`` and ``equivalence_p_family``,
+    Holm-corrected over both columns together; comparisons without a test stay NaN."""
+    p = differences["p"].to_numpy(float)
+    equivalence = equivalence_p_value(differences["estimate"], differences["se"],
+                                      differences["df"], MARGIN)
+    equivalence = np.where(np.isnan(p), np.nan, equivalence)
+    adjusted = holm(np.concatenate([p, equivalence]))
+    return differences.assign(p_family=adjusted[:len(p)], equivalence_p_family=adjusted[len(p):])
+
+
+def _method_evidence(method: str, entry: str, evidence: TableEvidence, tested: pd.DataFrame,
+                     consumed: pd.DataFrame) -> MethodEvidence:
+    comparisons = []
+    for row in tested[tested["entry"] == entry].itertuples():
+        counted = not math.isnan(row.p)
+        p_holm = row.p_family if counted else math.nan
+        equivalence = row.equivalence_p_family if counted else math.nan
+        comparisons.append(Comparison(
+            row.fraction, consumed.loc[row.fraction, "labelled"],
+            consumed.loc[row.fraction, "validation_labelled"], row.estimate, row.low, row.high,
+            int(row.pairs), row.mdd, p_holm, equivalence,
+            reading(row.estimate, p_holm, equivalence, row.mdd, int(row.pairs))))
     curve = evidence.curves.get(entry)
     cells = evidence.cells[evidence.cells["entry"] == entry]
     unlearned = tuple(sorted(cells.loc[~cells["learned"].astype(bool), "fraction"]))
+    matched = "—"
+    if curve is not None and curve.match_saving is not None:
+        matched = (f"{labels_needed(curve.to_match, curve.amounts[0])} labels, the reference "
+                   f"{labels_needed(curve.reference_reach, curve.reference_amounts[0])}: saving "
+                   + match_saving(curve.match_saving, curve.to_match.estimate, curve.amounts[0],
+                                  curve.reference_reach.estimate / curve.amounts[-1])
+                   + (" ‡" if curve.fitted else ""))
     return MethodEvidence(
-        method, entry, tuple(fractions),
-        standard(curve.area_difference if curve else None, sign=True),
-        labels_needed(curve.labels_to_match, curve.fractions[0]) if curve else MISSING,
-        shows(counted) if counted else "unclear", unlearned)
+        method, entry, tuple(comparisons),
+        standard(curve.area_difference if curve else None, sign=True), matched,
+        shows([item.reading for item in comparisons]) if comparisons else "unclear", unlearned)
 
 
 def _entry(rows: pd.DataFrame, method: str) -> str | None:
     match = rows[(rows["method"] == method) & (rows["protocol"] == PROTOCOL)
                  & (rows["validation"] == VALIDATION)]
     return None if match.empty else str(match["entry"].iloc[0])
+
+
+def _seeds(seeds: list[int]) -> str:
+    ordered = sorted(set(seeds))
+    if len(ordered) > 2 and ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"{ordered[0]}-{ordered[-1]}"
+    return ", ".join(map(str, ordered))
+
+
+def provenance(rows: pd.DataFrame, cells: set[tuple[str, float]]) -> str:
+    """The runs of the (entry, fraction) ``cells`` a verdict read: their setup (profile by
+    name and content, pool, validation), their seeds, and their learning checks."""
+    read = rows[[cell in cells for cell in zip(rows["entry"], rows["fraction"], strict=True)]]
+    if read.empty:
+        return ""
+    verdicts = read["learning"].value_counts()
+    checks = ", ".join(f"{count} `{name}`" for name, count in verdicts.items())
+    learned = ("each stage's final loss clearly below its chance level, its k-NN probe above "
+               "its start, its loss levelled off" if set(verdicts.index) == {LEARNED} else
+               "not all learned")
+    profiles = ", ".join(f"`{name}` (content {digest})" for name, digest in
+                         read[["profile", "profile_digest"]].drop_duplicates().itertuples(
+                             index=False))
+    return (f"Read from {len(read)} runs: profile {profiles}, pool "
+            f"`{'`, `'.join(sorted(read['pool'].unique()))}`, {PROTOCOL} with `{VALIDATION}` "
+            f"validation, seeds {_seeds(read['seed'].tolist())}; learning checks: {checks} "
+            f"({learned}).")
 
 
 def answer(claim: Claim, rows: pd.DataFrame, evidence: TableEvidence | None) -> Answer:
@@ -163,40 +274,43 @@ def answer(claim: Claim, rows: pd.DataFrame, evidence: TableEvidence | None) -> 
         return Answer(claim, "not read", why, ())
     entries = {method: _entry(rows, method) for method in claim.methods}
     missing = tuple(method for method, entry in entries.items() if entry is None)
-    found = tuple(_method_evidence(method, entry, evidence)
-                  for method, entry in entries.items() if entry is not None)
+    present = {method: entry for method, entry in entries.items() if entry is not None}
+    if not present:
+        return Answer(claim, "inconclusive", f"no records of {', '.join(missing)}", ())
+    tested = family(evidence.differences[evidence.differences["entry"].isin(present.values())])
+    arm = rows[rows["entry"] == reference]
+    consumed = arm.groupby("fraction")[["labelled", "validation_labelled"]].median()
+    found = tuple(_method_evidence(method, entry, evidence, tested, consumed)
+                  for method, entry in present.items())
+    compared = [item for item in found if item.comparisons]
     reasons = [f"no records of {', '.join(missing)}"] if missing else []
-    if not found:
-        return Answer(claim, "inconclusive", reasons[0], ())
-    if not any(read != "too few seeds" for item in found for *_, read in item.fractions):
-        if all(item.unlearned and not item.fractions for item in found):
-            reasons.append("no cell of theirs compared: their runs did not all learn (†)")
-        else:
-            reasons.append(f"fewer than {MIN_TEST_PAIRS} seeds shared with the reference at "
-                           "every fraction")
-    reason = "; ".join(reasons)
-    outcomes = [item.shows for item in found]
-    every_none = not missing and all(outcome == "none" for outcome in outcomes)
-    verdict: Verdict = "inconclusive"
-    if "advantage" in outcomes:
-        verdict = "supported" if claim.kind == "advantage" else "contradicted"
-    elif every_none:
-        verdict = "contradicted" if claim.kind == "advantage" else "supported"
-    return Answer(claim, verdict, reason if verdict == "inconclusive" else "", found, missing)
+    if not compared:
+        reasons.append("no cell of theirs compared: their runs did not all learn (†)")
+    result = verdict(claim.kind, [item.shows for item in compared],
+                     complete=not missing and len(compared) == len(found))
+    cells = {(method.entry, item.fraction) for method in found for item in method.comparisons}
+    read_from = provenance(rows, cells | {(reference, fraction) for _, fraction in cells})
+    return Answer(claim, result, "; ".join(reasons) if result == "inconclusive" else "", found,
+                  missing, read_from)
+
+
+def _comparison_text(item: Comparison) -> str:
+    interval = "" if math.isnan(item.low) else f" [{signed(item.low)}, {signed(item.high)}]"
+    tests = ("" if math.isnan(item.p_holm) else
+             f", p {item.p_holm:.2g}, equivalence p {item.equivalence_p_holm:.2g}")
+    mdd = "" if math.isnan(item.mdd) else f", MDD {item.mdd:.3f}"
+    return (f"{percent(item.fraction)} ({item.labels:.0f} + {item.validation:.0f} labels) "
+            f"{signed(item.estimate)}{interval} (n={item.pairs}{mdd}{tests}): *{item.reading}*")
 
 
 def _evidence_line(item: MethodEvidence) -> str:
-    cells = "; ".join(
-        f"{percent(fraction)} {signed(estimate)}"
-        + ("" if math.isnan(low) else f" [{signed(low)}, {signed(high)}]")
-        + f" (n={pairs}, {read})"
-        for fraction, estimate, low, high, pairs, read in item.fractions)
+    cells = "; ".join(_comparison_text(comparison) for comparison in item.comparisons)
     left_out = (f" Left out, their runs did not all learn (†): "
                 f"{', '.join(percent(f) for f in item.unlearned)}." if item.unlearned else "")
-    return (f"- `{item.entry}` vs `{REFERENCE}`, difference in macro F1: "
-            f"{cells or 'no shared learned fraction'}.{left_out} "
-            f"Area under the curve {item.area_difference}; labels to match "
-            f"{item.labels_to_match}. Shows: **{item.shows}**.")
+    return (f"- `{item.entry}` vs `{REFERENCE}`, paired difference in macro F1 (Holm-corrected "
+            f"p-values): {cells or 'no shared learned fraction'}.{left_out} Area under the "
+            f"curve {item.area_difference}; labels to match {item.labels_to_match}. Shows: "
+            f"**{item.shows}**.")
 
 
 def claims_section(answers: list[Answer], title: str, synthetic: bool) -> str:
@@ -214,8 +328,9 @@ def claims_section(answers: list[Answer], title: str, synthetic: bool) -> str:
             continue
         why = f" ({item.reason})" if item.reason else ""
         lines.append(f"**({item.claim.letter})** {item.claim.text} Verdict: "
-                     f"**{item.verdict}**{why}.")
+                     f"**{item.verdict}**{why}; equivalence margin ±{MARGIN} macro F1.")
         lines += [_evidence_line(evidence) for evidence in item.evidence]
         lines += [f"- `{method}`: no records." for method in item.missing]
+        lines += [f"- {item.provenance}"] if item.provenance else []
         lines.append("")
     return "\n".join(lines).rstrip()

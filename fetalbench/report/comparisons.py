@@ -1,24 +1,24 @@
 """One table's evidence against the reference: cell intervals, paired differences, probability
-of improvement, minimal detectable differences and label-efficiency numbers, all from one
-crossed bootstrap over seeds and test images (:mod:`fetalbench.report.bootstrap`).
+of improvement, minimal detectable differences, which column leaders are separated from their
+runner-up, and label-efficiency numbers, all from one bootstrap over seeds crossed with test
+patients (:mod:`fetalbench.report.bootstrap`, :mod:`fetalbench.report.replicates`).
 
-A table is one (dataset, task); an *arm* is a (protocol, validation setting) within it, and each
-entry is compared with the reference ``supervised_imagenet`` of its own arm. Pairs are by seed (a
-seed fixes the split and the label subset for every method) and by test image (one resample of
-the test images serves every record of the table). Cells and curves share seeds, pre-trained
-stages and nested label subsets, so intervals of different cells are not independent.
+A table is one (dataset, task) of one setup (:mod:`fetalbench.report.setup`); an *arm* is a
+(protocol, validation setting) within it, and each entry is compared with the reference
+``supervised_imagenet`` of its own arm. Pairs are by seed (a seed fixes the split and the label
+subset for every method) and by test patient (one resample of the patients serves every record
+of the table). Cells and curves share seeds, pre-trained stages and nested label subsets, so
+intervals of different cells are not independent.
 
 Seeds: a difference uses the seeds that the cell and the reference's cell share; a curve
-statistic resamples the seeds that every cell of the entry's and the reference's curves share.
-Labels to match and saving factors are read from the cell means that the score table shows (all
-their seeds); areas under the curve are means over the shared seeds; where a curve misses a seed,
-intervals rest on the shared seeds only.
+statistic resamples the seeds that every cell of the entry's and the reference's curves share
+(:mod:`fetalbench.report.curves`).
 
-Only cells whose runs all learned are compared (:func:`comparable_cells`): a cell (entry,
-fraction) one of whose seeds' runs has a learning verdict other than ``learned``
-(:mod:`fetalbench.runs.learning`) keeps its row in ``cells`` (``learned`` False, its seeds'
-``verdicts``) but has no difference to the reference, is no reference cell for others, and is no
-point of any curve.
+Only cells whose runs all learned are compared (:func:`~fetalbench.report.replicates.
+comparable_cells`): a cell (entry, fraction) one of whose seeds' runs has a learning verdict
+other than ``learned`` (:mod:`fetalbench.runs.learning`) keeps its row in ``cells`` (``learned``
+False, its seeds' ``verdicts``) but has no difference to the reference, is no reference cell for
+others, leads no column, and is no point of any curve.
 
 Label-efficiency numbers and the claims are read against a reference only when its curve rises
 (:func:`unread`, the one rule the tables and the claims call): the paired difference (by seed,
@@ -31,30 +31,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
-from fetalbench.report import label_efficiency
 from fetalbench.report.bootstrap import (
     N_RESAMPLES,
-    Percentile,
     Standard,
     expanded_percentile,
-    generator,
-    image_weights,
     minimal_detectable_difference,
-    resampled_macro_f1,
-    seed_counts,
-    seed_mean,
     standard_interval,
 )
+from fetalbench.report.curves import Curve, curve_evidence
 from fetalbench.report.formatting import percent, standard
-from fetalbench.report.statistics import MIN_TEST_PAIRS, holm, probability_of_improvement
+from fetalbench.report.label_efficiency import labels_consumed
+from fetalbench.report.replicates import REFERENCE, TableReplicates
+from fetalbench.report.statistics import (
+    ALPHA,
+    MIN_TEST_PAIRS,
+    holm,
+    probability_of_improvement,
+)
 from fetalbench.runs.learning import LEARNED, NOT_CHECKED, VERDICTS
-from fetalbench.runs.metrics import decode_classes
 
-REFERENCE = "supervised_imagenet"
-ARM = ("protocol", "validation")
 RISE = (0.05, 1.0)
 """The label fractions whose paired difference (the second's macro F1 minus the first's) tells
 whether the reference's curve rises (:func:`unread`)."""
@@ -76,25 +73,6 @@ RISE_RULE = (
 
 
 @dataclass(frozen=True)
-class Curve:
-    """An entry's label-efficiency numbers against its arm's reference entry ``reference``
-    (None: no reference, the entry is the reference, or, for ``labels_to_match``, no reference
-    run at 100% labels). ``saving`` holds, per measured
-    fraction f, the fraction g the reference needs for the entry's F1 at f, over f."""
-
-    entry: str
-    method: str
-    reference: str | None
-    fractions: tuple[float, ...]
-    reference_fractions: tuple[float, ...]
-    seeds: int
-    labels_to_match: Percentile | None
-    saving: dict[float, Percentile] | None
-    area: Standard
-    area_difference: Standard | None
-
-
-@dataclass(frozen=True)
 class Rise:
     """Whether a reference entry's curve rises: its paired difference in macro F1 between the
     :data:`RISE` fractions over the ``pairs`` seeds both cells share (None when it could not be
@@ -110,21 +88,24 @@ class Rise:
 class TableEvidence:
     """What the leaderboard says of one table beyond its means.
 
-    ``cells``: one row per (entry, fraction): n, mean, std, the 95% interval of the mean
-    (``low``, ``high``), whether every seed's run learned (``learned``) and the seeds' verdicts
-    counted (``verdicts``, e.g. "3/3 did not learn"). ``differences``: one row per (entry,
-    fraction) of a non-reference entry, both it and its arm's reference cell there learned:
-    pairs (shared seeds), estimate, se, df, low, high, p (NaN
-    with fewer than :data:`MIN_TEST_PAIRS` pairs), p_holm (over the table), mdd, poi, poi_low,
-    poi_high. ``curves``: by entry, of the entries with a learned cell (their learned cells).
-    ``images``: None when test images were resampled, else why they were not. ``references``:
-    each entry's arm's reference entry (None without one); ``rises``: by reference entry.
+    ``cells``: one row per (entry, fraction): labels consumed there (training + validation,
+    :func:`~fetalbench.report.label_efficiency.labels_consumed`), n, mean, std, the 95% interval
+    of the mean (``low``, ``high``), whether every seed's run learned (``learned``) and the
+    seeds' verdicts counted (``verdicts``, e.g. "3/3 did not learn"), and whether it leads its
+    column separated from the runner-up (``separated``, :func:`separated_leaders`).
+    ``differences``: one row per (entry, fraction) of a non-reference entry, both it and its
+    arm's reference cell there learned: pairs (shared seeds), estimate, se, df, low, high, p
+    (NaN with fewer than :data:`MIN_TEST_PAIRS` pairs), p_holm (over the table), mdd, poi,
+    poi_low, poi_high.
+    ``curves``: by entry, of the entries with a learned cell (their learned cells).
+    ``test_set``: None when test patients were resampled, else why not. ``references``: each
+    entry's arm's reference entry (None without one); ``rises``: by reference entry.
     """
 
     cells: pd.DataFrame
     differences: pd.DataFrame
     curves: dict[str, Curve]
-    images: str | None
+    test_set: str | None
     references: dict[str, str | None]
     rises: dict[str, Rise]
 
@@ -147,94 +128,17 @@ def verdict_counts(verdicts: pd.Series) -> str:
                      if verdict in counts)
 
 
-def comparable_cells(rows: pd.DataFrame) -> set[tuple[str, float]]:
-    """The (entry, fraction) cells every seed's run of which learned (a ``learned`` column;
-    rows without one count as learned)."""
-    learned = rows["learned"].astype(bool) if "learned" in rows else pd.Series(True, rows.index)
-    every = learned.groupby([rows["entry"], rows["fraction"]]).all()
-    return {cell for cell, ok in every.items() if ok}
-
-
-def _decoded(texts: pd.Series) -> np.ndarray:
-    return np.stack([decode_classes(text) for text in texts])
-
-
-def record_replicates(rows: pd.DataFrame, n_resamples: int, key: str
-                      ) -> tuple[np.ndarray, str | None]:
-    """(resamples, rows) macro F1 of each record under each resample of the test images, and
-    None; or the records' own macro F1 repeated, and why the images could not be resampled."""
-    observed = rows["macro_f1"].to_numpy(float)
-    unchanged = np.broadcast_to(observed, (n_resamples, len(rows)))
-    missing = int(rows["test_order"].isna().sum())
-    if missing:
-        return unchanged, (f"{missing} of its {len(rows)} records have no per-image test "
-                           "predictions (made before records kept them)")
-    if rows["test_order"].nunique() > 1 or rows["test_labels"].nunique() > 1:
-        return unchanged, "its records were tested on different test sets (test orders differ)"
-    labels = decode_classes(rows["test_labels"].iloc[0])
-    weights = image_weights(labels.size, n_resamples, generator(f"{key}/images"))
-    scores = resampled_macro_f1(labels, _decoded(rows["test_predicted"]), weights,
-                                len(rows["classes"].iloc[0]))
-    return scores, None
-
-
-class _Table:
-    """The rows of one table, their bootstrap replicates and lookups by (entry, fraction, seed)."""
-
-    def __init__(self, rows: pd.DataFrame, n_resamples: int) -> None:
-        self.rows = rows.reset_index(drop=True)
-        self.key = f"{self.rows['dataset'].iloc[0]}/{self.rows['task'].iloc[0]}"
-        self.n_resamples = n_resamples
-        self.scores, self.images = record_replicates(self.rows, n_resamples, self.key)
-        self.position = pd.Series(self.rows.index, index=pd.MultiIndex.from_frame(
-            self.rows[["entry", "fraction", "seed"]])).sort_index()
-        self.comparable = comparable_cells(self.rows)
-        self.reference_of = {}
-        references = self.rows[self.rows["method"] == REFERENCE]
-        arms = self.rows.drop_duplicates("entry")
-        for entry, *arm in arms[["entry", *ARM]].itertuples(index=False):
-            match = references[(references[list(ARM)] == arm).all(axis=1)]["entry"]
-            self.reference_of[entry] = None if match.empty else match.iloc[0]
-
-    def seeds(self, entry: str, fraction: float) -> set[int]:
-        return set(self.position.loc[(entry, fraction)].index)
-
-    def all_fractions(self, entry: str) -> list[float]:
-        """Every fraction of ``entry``, learned or not."""
-        return sorted(self.rows.loc[self.rows["entry"] == entry, "fraction"].unique())
-
-    def fractions(self, entry: str) -> list[float]:
-        """The fractions of ``entry``'s cells that learned: the ones compared."""
-        return [f for f in self.all_fractions(entry) if (entry, f) in self.comparable]
-
-    def values(self, entry: str, fractions: list[float], seeds: list[int]
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """Observed (seeds, fractions) and replicate (resamples, seeds, fractions) macro F1."""
-        positions = np.array([[self.position[(entry, f, s)] for f in fractions] for s in seeds],
-                             dtype=int).reshape(len(seeds), len(fractions))
-        observed = self.rows["macro_f1"].to_numpy(float)[positions]
-        return observed, self.scores[:, positions]
-
-    def counts(self, n_seeds: int, what: str) -> np.ndarray:
-        return seed_counts(n_seeds, self.n_resamples, generator(f"{self.key}/{what}"))
-
-    def varies(self, n_seeds: int) -> bool:
-        return n_seeds >= 2 or self.images is None
-
-
-def _no_interval(estimate: float) -> Standard:
-    return Standard(estimate, math.nan, math.nan, math.nan, math.nan, math.nan)
-
-
-def _cells(table: _Table) -> pd.DataFrame:
+def _cells(table: TableReplicates) -> pd.DataFrame:
     cells = []
+    consumed = {entry: labels_consumed(table.arm_rows(entry)) for entry in table.reference_of}
     for (entry, fraction), group in table.rows.groupby(["entry", "fraction"], sort=True):
         seeds = sorted(group["seed"])
         observed, replicates = table.values(entry, [fraction], seeds)
         interval = standard_interval(observed[:, 0], replicates[..., 0])
         verdicts = group["learning"] if "learning" in group else pd.Series(
             LEARNED, group.index)
-        cells.append({"entry": entry, "fraction": fraction, "n": len(seeds),
+        cells.append({"entry": entry, "fraction": fraction,
+                      "labels": float(consumed[entry].loc[fraction]), "n": len(seeds),
                       "mean": interval.estimate,
                       "std": float(observed.std(ddof=1)) if len(seeds) > 1 else math.nan,
                       "low": interval.low, "high": interval.high,
@@ -243,7 +147,8 @@ def _cells(table: _Table) -> pd.DataFrame:
     return pd.DataFrame(cells)
 
 
-def _difference(table: _Table, entry: str, reference: str, fraction: float) -> dict | None:
+def _difference(table: TableReplicates, entry: str, reference: str, fraction: float
+                ) -> dict | None:
     if (reference, fraction) not in table.comparable:
         return None
     seeds = sorted(table.seeds(entry, fraction) & table.seeds(reference, fraction))
@@ -268,7 +173,7 @@ def _difference(table: _Table, entry: str, reference: str, fraction: float) -> d
     }
 
 
-def _differences(table: _Table) -> pd.DataFrame:
+def _differences(table: TableReplicates) -> pd.DataFrame:
     rows = []
     for entry, reference in table.reference_of.items():
         if reference is None or entry == reference:
@@ -283,71 +188,36 @@ def _differences(table: _Table) -> pd.DataFrame:
     return frame
 
 
-def _curve(table: _Table, cells: pd.DataFrame, entry: str) -> Curve:
-    reference = table.reference_of[entry]
-    fractions = table.fractions(entry)
-    compared = reference is not None and reference != entry and bool(table.fractions(reference))
-    reference_fractions = table.fractions(reference) if compared else []
-    means = cells.set_index(["entry", "fraction"])["mean"]
-    observed = means.loc[entry].loc[fractions].to_numpy()
-    involved = [(entry, f) for f in fractions] + [(reference, f) for f in reference_fractions]
-    seeds = sorted(set.intersection(*(table.seeds(*cell) for cell in involved)))
-    counts = table.counts(len(seeds), f"{entry}/curve") if seeds else None
-
-    def replicate(name: str, at: list[float], point: np.ndarray) -> np.ndarray:
-        if counts is None:
-            return np.broadcast_to(point, (table.n_resamples, len(at)))
-        return seed_mean(counts, table.values(name, at, seeds)[1])
-
-    common = [f for f in fractions if f in reference_fractions] if compared else fractions
-    curve = replicate(entry, fractions, observed)
-
-    def areas(name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Per-seed areas over the shared fractions: observed (seeds,), replicates (B, seeds)."""
-        cells_observed, replicates = table.values(name, common, seeds)
-        return (label_efficiency.area_under_curve(common, cells_observed),
-                label_efficiency.area_under_curve(common, replicates))
-
-    if seeds:
-        own = areas(entry)
-        area = standard_interval(*own)
-    else:
-        at_common = [fractions.index(f) for f in common]
-        area = _no_interval(float(label_efficiency.area_under_curve(common,
-                                                                    observed[at_common])))
-    if not compared:
-        return Curve(entry, entry.split(" (")[0], None, tuple(fractions), (), len(seeds), None,
-                     None, area, None)
-    reference_observed = means.loc[reference].loc[reference_fractions].to_numpy()
-    reference_curve = replicate(reference, reference_fractions, reference_observed)
-    difference = None
-    if seeds:
-        base = areas(reference)
-        difference = standard_interval(own[0] - base[0], own[1] - base[1])
-    varies = bool(seeds) and table.varies(len(seeds))
-    to_match = None
-    if 1.0 in reference_fractions:
-        top = reference_fractions.index(1.0)
-        to_match = expanded_percentile(
-            float(label_efficiency.labels_to_match(fractions, observed,
-                                                   reference_observed[top])),
-            label_efficiency.labels_to_match(fractions, curve, reference_curve[:, top]),
-            len(seeds), varies)
-    factor_point = label_efficiency.saving_factor(fractions, observed, reference_fractions,
-                                                  reference_observed)
-    factor_replicates = label_efficiency.saving_factor(fractions, curve, reference_fractions,
-                                                       reference_curve)
-    saving = {f: expanded_percentile(float(factor_point[i]), factor_replicates[:, i],
-                                     len(seeds), varies) for i, f in enumerate(fractions)}
-    return Curve(entry, entry.split(" (")[0], reference, tuple(fractions),
-                 tuple(reference_fractions), len(seeds), to_match, saving, area, difference)
+def separated_leaders(table: TableReplicates, cells: pd.DataFrame) -> set[tuple[str, float]]:
+    """The (entry, fraction) cells that lead their column (the best mean among learned cells)
+    separated from the runner-up (the second best): the paired difference over the seeds both
+    share (at least :data:`MIN_TEST_PAIRS`) has a two-sided p-value, Holm-corrected over the
+    table's columns, below :data:`~fetalbench.report.statistics.ALPHA`. A column whose best is
+    within noise of the next bolds nothing."""
+    leaders, p_values = [], []
+    learned = cells[cells["learned"].astype(bool)]
+    for fraction, column in learned.groupby("fraction", sort=True):
+        if len(column) < 2:
+            continue
+        best, runner_up = column.nlargest(2, "mean")["entry"]
+        seeds = sorted(table.seeds(best, fraction) & table.seeds(runner_up, fraction))
+        if len(seeds) < MIN_TEST_PAIRS:
+            continue
+        first, first_replicates = table.values(best, [fraction], seeds)
+        second, second_replicates = table.values(runner_up, [fraction], seeds)
+        difference = standard_interval((first - second)[:, 0],
+                                       (first_replicates - second_replicates)[..., 0])
+        leaders.append((best, fraction))
+        p_values.append(difference.p_value if difference.estimate > 0 else math.nan)
+    adjusted = holm(p_values)
+    return {leader for leader, p in zip(leaders, adjusted, strict=True) if p < ALPHA}
 
 
 def _at(fractions: list[float], fraction: float) -> float | None:
     return next((f for f in fractions if math.isclose(f, fraction)), None)
 
 
-def _rise(table: _Table, reference: str) -> Rise:
+def _rise(table: TableReplicates, reference: str) -> Rise:
     """Whether ``reference``'s curve rises (:data:`RISE_RULE`)."""
     low, high = (_at(table.all_fractions(reference), f) for f in RISE)
     missing = [percent(f) for f, found in zip(RISE, (low, high), strict=True) if found is None]
@@ -378,11 +248,14 @@ def _rise(table: _Table, reference: str) -> Rise:
 def table_evidence(rows: pd.DataFrame, n_resamples: int = N_RESAMPLES) -> TableEvidence:
     """The evidence of one table's rows (one dataset and task, with an ``entry`` column and,
     optionally, ``learned`` and ``learning``: rows without them count as learned)."""
-    table = _Table(rows, n_resamples)
+    table = TableReplicates(rows, n_resamples)
     cells = _cells(table)
-    curves = {entry: _curve(table, cells, entry) for entry in sorted(table.reference_of)
+    leaders = separated_leaders(table, cells)
+    cells["separated"] = [cell in leaders for cell in zip(cells["entry"], cells["fraction"],
+                                                          strict=True)]
+    curves = {entry: curve_evidence(table, cells, entry) for entry in sorted(table.reference_of)
               if table.fractions(entry)}
     rises = {reference: _rise(table, reference)
              for reference in sorted({r for r in table.reference_of.values() if r is not None})}
-    return TableEvidence(cells, _differences(table), curves, table.images,
+    return TableEvidence(cells, _differences(table), curves, table.test_set,
                          dict(table.reference_of), rises)

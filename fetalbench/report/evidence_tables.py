@@ -1,5 +1,11 @@
 """The Markdown of one table's evidence (:mod:`fetalbench.report.comparisons`): differences to
-the reference, label efficiency, labelled images per run, and macro F1 per ultrasound machine."""
+the reference, label efficiency, labelled images per run, and macro F1 per ultrasound machine.
+
+Wording follows the code: intervals and tests use t with Welch-Satterthwaite degrees of freedom
+(:func:`fetalbench.report.bootstrap.standard_interval`); the probability of improvement is
+printed only where its interval excludes 0.5 (at three seeds it spans [0, 1] unless every seed of
+one beats every seed of the other); a label-efficiency number read off a curve that does not rise
+at every step is marked ‡ (:mod:`fetalbench.report.label_efficiency`)."""
 
 from __future__ import annotations
 
@@ -12,24 +18,29 @@ from fetalbench.report.bootstrap import N_RESAMPLES, Percentile, Standard
 from fetalbench.report.comparisons import REFERENCE, TableEvidence
 from fetalbench.report.formatting import (
     MISSING,
+    count,
     labels_needed,
     markdown_table,
+    match_saving,
     percent,
     saving,
     standard,
 )
 from fetalbench.report.statistics import MIN_TEST_PAIRS
 
+FITTED = "‡"
+"""The mark of a label-efficiency number read off a curve that does not rise at every step."""
+
 
 def images_note(evidence: TableEvidence) -> str:
     """How the intervals of a table were made."""
-    if evidence.images is None:
+    if evidence.test_set is None:
         return (f"Intervals: 95%, from {N_RESAMPLES} bootstrap resamples of the seeds and, "
-                "crossed with them, of the test images (every record of the table on the same "
-                "resample: pairs by seed and by image).")
+                "crossed with them, of the test patients, each with all its images (every "
+                "record of the table on the same resample: pairs by seed and by patient).")
     return (f"Intervals: 95%, from {N_RESAMPLES} bootstrap resamples of the seeds only, since "
-            f"{evidence.images}: they leave out the test set's sampling error, and a cell of one "
-            "seed has none.")
+            f"{evidence.test_set}: they leave out the test set's sampling error, and a cell of "
+            "one seed has none.")
 
 
 def _difference_text(row: pd.Series) -> str:
@@ -37,10 +48,8 @@ def _difference_text(row: pd.Series) -> str:
         return MISSING
     text = standard(Standard(row["estimate"], row["se"], row["df"], row["low"], row["high"],
                              row["p"]), sign=True)
-    if not math.isnan(row["poi_low"]):
+    if row["poi_low"] > 0.5 or row["poi_high"] < 0.5:
         text += f"; P(>) {row['poi']:.2f} [{row['poi_low']:.2f}, {row['poi_high']:.2f}]"
-    elif not math.isnan(row["poi"]):
-        text += f"; P(>) {row['poi']:.2f}"
     return f"{text} (n={int(row['pairs'])})"
 
 
@@ -70,59 +79,84 @@ def minimal_detectable(evidence: TableEvidence) -> str | None:
             f"reference): median {np.median(mdd):.3f} macro F1 over the {len(mdd)} cells (range "
             f"{mdd.min():.3f} to {mdd.max():.3f}), the true difference that a two-sided test at "
             "alpha 0.05 with this standard error would detect 80% of the time: "
-            "(t_{n-1, 0.975} + t_{n-1, 0.8}) · se, se the bootstrap standard error of the "
-            "cell's difference (normal quantiles for one seed).")
+            "(t_{df, 0.975} + t_{df, 0.8}) · se, se the bootstrap standard error of the cell's "
+            "difference and df its Welch-Satterthwaite degrees of freedom.")
 
 
 def difference_notes(evidence: TableEvidence) -> str:
     """What the difference table's cells are."""
     notes = [
         f"Difference to `{REFERENCE}` of the same protocol and validation setting: mean paired "
-        "difference in macro F1 over the seeds both have [95% interval, Student t with n-1 "
-        "degrees of freedom on the bootstrap standard error]; P(>): probability of improvement, "
-        "the chance that a seed of the method scores above a seed of the reference (Agarwal et "
-        "al., NeurIPS 2021), with its expanded percentile interval (Hesterberg 2015); n: seeds "
-        "shared.",
+        "difference in macro F1 over the seeds both have [95% interval: t on the bootstrap "
+        "standard error, with Welch-Satterthwaite degrees of freedom (the seeds' variance on "
+        "n-1, the test set's shared variance on infinitely many)]; P(>): probability of "
+        "improvement, the chance that a seed of the method scores above a seed of the reference "
+        "(Agarwal et al., NeurIPS 2021), with its expanded percentile interval (Hesterberg "
+        "2015), printed only where that interval excludes 0.5; n: seeds shared.",
         images_note(evidence),
     ]
     mdd = minimal_detectable(evidence)
     return " ".join(notes + ([mdd] if mdd else []))
 
 
+def _marked(text: str, fitted: bool) -> str:
+    return f"{text} {FITTED}" if fitted and text != MISSING else text
+
+
 def label_efficiency_table(evidence: TableEvidence, order: list[str]) -> str:
-    """Rows: entries; columns: labels needed to match, area under the curve and its difference
-    to the reference, and the label-saving factor at each fraction."""
+    """Rows: entries; columns: labels to match (the reference's row: where its own curve gets
+    there), the saving there, area under the curve and its difference to the reference, and
+    the label-saving factor at each fraction."""
     fractions = sorted({f for curve in evidence.curves.values() for f in curve.fractions})
     body = []
     for entry in order:
         curve = evidence.curves[entry]
-        smallest = curve.fractions[0]
         factors = []
         for f in fractions:
             value: Percentile | None = (curve.saving or {}).get(f)
-            factors.append(MISSING if value is None else saving(
-                value, f, curve.reference_fractions[0], curve.reference_fractions[-1]))
-        body.append([entry, labels_needed(curve.labels_to_match, smallest), standard(curve.area),
+            at = curve.amounts[curve.fractions.index(f)] if f in curve.fractions else math.nan
+            factors.append(MISSING if value is None else _marked(saving(
+                value, at, curve.reference_amounts[0], curve.reference_amounts[-1]),
+                curve.fitted))
+        matched = MISSING
+        if curve.match_saving is not None:
+            matched = match_saving(curve.match_saving, curve.to_match.estimate,
+                                   curve.amounts[0],
+                                   curve.reference_reach.estimate / curve.amounts[-1])
+        body.append([entry, _marked(labels_needed(curve.to_match, curve.amounts[0]),
+                                    curve.fitted),
+                     _marked(matched, curve.fitted), standard(curve.area),
                      standard(curve.area_difference, sign=True), *factors])
-    headers = ["method", "labels to match", "area under curve", "area vs reference",
-               *(f"saving at {percent(f)}" for f in fractions)]
+    headers = ["method", "labels to match", "saving there", "area under curve",
+               "area vs reference", *(f"saving at {percent(f)}" for f in fractions)]
     return markdown_table(headers, body)
 
 
-def label_efficiency_notes() -> str:
-    """What the label-efficiency table's columns are."""
+def label_efficiency_notes(evidence: TableEvidence, order: list[str]) -> str:
+    """What the label-efficiency table's columns are, on which labels."""
+    amounts = {f: amount for entry in order for f, amount in zip(
+        evidence.curves[entry].fractions, evidence.curves[entry].amounts, strict=True)}
+    axis = ", ".join(f"{percent(f)}: {count(amount)}" for f, amount in sorted(amounts.items()))
     return (
-        f"Label efficiency against `{REFERENCE}` (same protocol and validation setting), from "
-        "the mean macro F1 at each measured fraction, linear in log fraction in between. "
-        f"**Labels to match**: the smallest fraction at which the method reaches the reference's "
-        "macro F1 at 100% labels (\"≤\": already at the smallest fraction measured; \"not "
-        "reached\": not within the measured fractions). **Area under curve**: mean macro F1 over "
-        "the log-fraction range the method and the reference share (trapezoids), and its paired "
-        "difference to the reference's. **Saving at f**: the fraction of labels the reference "
-        "needs to reach the method's macro F1 at f, divided by f (4x: the reference needs four "
-        "times the labels; \"≤\"/\">\": beyond the reference's measured fractions). Intervals: "
-        "95%, the area's as the differences', the others expanded percentile intervals over the "
-        "seeds every fraction of both curves shares."
+        f"Label efficiency against `{REFERENCE}` (same protocol and validation setting) in "
+        f"**labels consumed**, the labelled training images plus the validation images that "
+        f"chose the checkpoint (median over runs; {axis}), from the mean macro F1 at each "
+        "measured fraction, fitted non-decreasing (isotonic regression) before it is read, "
+        "linear in log labels in between. **Labels to match**: the labels at which the method's "
+        "fitted curve reaches the reference's fitted macro F1 at 100% labels (the reference's "
+        "row: where its own fitted curve gets there, which may be before 100%; \"≤\": already at "
+        "the smallest amount measured; \"not reached\": not within the measured amounts). "
+        "**Saving there**: the reference's labels to get there over the method's (\"≥\": the "
+        "method is there at its smallest amount; \"<\": it never gets there). **Area under "
+        "curve**: mean macro F1 over the log-labels range the method and the reference share "
+        "(trapezoids on the means), and its paired difference to the reference's. **Saving at "
+        "f**: the labels the reference needs to reach the method's fitted macro F1 at f, over "
+        "the method's labels at f (\"≤\"/\">\": beyond the reference's measured amounts). "
+        f"{FITTED}: read off a curve (the method's or the reference's) whose means do not rise "
+        "at every step (a dip, read off its monotone fit, or a plateau), where the labels at "
+        "which it reaches a level are poorly determined. Intervals: 95%, the area's as "
+        "the differences', the others expanded percentile intervals over the seeds every "
+        "fraction of both curves shares, each resampled curve fitted anew."
     )
 
 

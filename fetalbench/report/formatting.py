@@ -1,5 +1,6 @@
-"""How the leaderboard writes numbers: fractions, signed differences, intervals, censored values,
-and GitHub Markdown tables (tabulate)."""
+"""How the leaderboard writes numbers: fractions, signed differences, intervals, labels and
+savings (censored where a curve is read beyond its measured range), and GitHub Markdown tables
+(tabulate)."""
 
 from __future__ import annotations
 
@@ -32,18 +33,23 @@ def standard(interval: Standard | None, sign: bool = False) -> str:
     return f"{number(interval.estimate)} [{number(interval.low)}, {number(interval.high)}]"
 
 
-def reached(fraction: float, smallest: float) -> str:
-    """A fraction needed to reach a level: "not reached" (infinite), "≤ 5%" (already at the
-    smallest measured fraction), or the fraction."""
-    if math.isinf(fraction):
+def count(value: float) -> str:
+    """A number of labelled images: 96.4 -> "96"."""
+    return f"{value:.0f}"
+
+
+def reached(amount: float, smallest: float) -> str:
+    """Labels needed to reach a level: "not reached" (infinite), "≤ 96" (already at the
+    smallest measured amount), or the number."""
+    if math.isinf(amount):
         return "not reached"
-    if fraction <= smallest * (1 + 1e-9):
-        return f"≤ {percent(smallest)}"
-    return percent(fraction)
+    if amount <= smallest * (1 + 1e-9):
+        return f"≤ {count(smallest)}"
+    return count(amount)
 
 
 def labels_needed(value: Percentile | None, smallest: float) -> str:
-    """Labels needed to match, with its interval: "25% [10%, not reached]"."""
+    """Labels needed, with its interval: "250 [96, not reached]"."""
     if value is None:
         return MISSING
     text = reached(value.estimate, smallest)
@@ -52,9 +58,27 @@ def labels_needed(value: Percentile | None, smallest: float) -> str:
     return f"{text} [{reached(value.low, smallest)}, {reached(value.high, smallest)}]"
 
 
+def times(value: float, below: float) -> str:
+    """A saving factor: "2.2x"; for 0 (the method never reached the level), "< {below}x"."""
+    return f"< {below:.2g}x" if value == 0 else f"{value:.2g}x"
+
+
+def match_saving(value: Percentile | None, needs: float, smallest: float, below: float) -> str:
+    """The saving at the level to match (the reference's labels over the method's), with its
+    interval: "≥ 4x" where the method is there at its ``smallest`` amount (``needs``, its
+    labels needed, is then an upper bound), "< {below}x" where it never gets there."""
+    if value is None:
+        return MISSING
+    text = times(value.estimate, below)
+    text = f"≥ {text}" if needs <= smallest * (1 + 1e-9) else text
+    if math.isnan(value.low):
+        return text
+    return f"{text} [{times(value.low, below)}, {times(value.high, below)}]"
+
+
 def factor(value: float, at: float, smallest: float, largest: float) -> str:
-    """A label-saving factor g/f at fraction ``at``: "2.2x", "≤ 1x" (the reference reaches the
-    method's F1 at its smallest fraction), "> 20x" (the reference never reaches it)."""
+    """A label-saving factor at a method's ``at`` labels: "2.2x", "≤ 1x" (the reference reaches
+    the method's F1 at its ``smallest`` amount), "> 20x" (never, up to its ``largest``)."""
     if math.isinf(value):
         return f"> {largest / at:.2g}x"
     if value * at <= smallest * (1 + 1e-9):

@@ -6,17 +6,22 @@ real by its ``synthetic`` flag; datasets never share a table. A section opens wi
 claims of Migliorelli et al. (2024) and their verdicts (:mod:`fetalbench.report.claims`). Per
 (dataset, task), cross-machine tasks included, it then shows:
 
-- macro F1 by method and label fraction: mean ± std [95% interval over seeds and test images]
-  (n seeds), the best mean per column in bold, and ▲/▼ where a method differs from the
-  transfer-learning reference ``supervised_imagenet`` of its protocol and validation setting
-  (the bootstrap's test of the paired difference, at least three seeds shared, Holm-corrected
-  within the table); and how many labelled images training and model selection used;
+- macro F1 by method and label fraction: mean ± std [95% interval over seeds and test patients]
+  (n seeds), the best mean per column in bold only where it is separated from the runner-up,
+  and ▲/▼ where a method differs from the transfer-learning reference ``supervised_imagenet`` of
+  its protocol and validation setting (the bootstrap's test of the paired difference, at least
+  three seeds shared, Holm-corrected within the table); and how many labelled images training
+  and model selection used;
 - the paired differences to the reference, their probability of improvement, and the table's
   minimal detectable difference; the label-efficiency numbers (labels needed to match,
   label-saving factors, area under the curve): :mod:`fetalbench.report.comparisons`;
 - macro F1 per ultrasound machine where the test images come from several;
 - per method with a self-supervised stage (pre-training, the dual task's NT-Xent term), its final
   loss against its chance level, its k-NN probe before and after, and its verdicts.
+
+A table holds one setup (:mod:`fetalbench.report.setup`): records of one dataset and task made
+under two profiles (by content), pools or dataset versions, or of one method under two code
+versions, are refused with one line.
 
 The board refuses to read noise (:mod:`fetalbench.runs.learning`): a cell whose runs did not
 all learn is marked † with its seeds' verdicts and kept out of every comparison (bold, ▲/▼,
@@ -54,7 +59,9 @@ from fetalbench.report.comparisons import (
 )
 from fetalbench.report.formatting import MISSING, markdown_table, percent
 from fetalbench.report.record_table import EXTRA_METRICS, RecordSet, load_records
+from fetalbench.report.setup import refuse_mixed_setups
 from fetalbench.report.statistics import (
+    ALPHA,
     MIN_TEST_PAIRS,
     FriedmanResult,
     cell_ranks,
@@ -66,7 +73,6 @@ from fetalbench.storage.atomic import write_bytes_atomic
 from fetalbench.storage.digests import sha256_hex
 
 COMMAND = "fetalbench leaderboard"
-ALPHA = 0.05
 EXTRA_TITLES = {"silhouette": "silhouette", "knn_accuracy": "k-NN accuracy",
                 "pointing_game": "pointing game"}
 QUALIFIERS = {"protocol": "{}", "validation": "{} validation"}
@@ -107,8 +113,13 @@ def _tables(ok: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
 
 
 def board_evidence(ok: pd.DataFrame) -> dict[tuple[str, str], TableEvidence]:
-    """The evidence of every table of ``ok`` (with entries), by (dataset, task)."""
-    return {(dataset, task): table_evidence(rows) for dataset, task, rows in _tables(ok)}
+    """The evidence of every table of ``ok`` (with entries), by (dataset, task); a table that
+    mixes setups is refused (:func:`~fetalbench.report.setup.refuse_mixed_setups`)."""
+    evidence = {}
+    for dataset, task, rows in _tables(ok):
+        refuse_mixed_setups(rows)
+        evidence[dataset, task] = table_evidence(rows)
+    return evidence
 
 
 def _entry_order(entries: list[str]) -> list[str]:
@@ -137,9 +148,8 @@ def summarise_table(evidence: TableEvidence) -> pd.DataFrame:
     return summary
 
 
-def _cell_text(cell: pd.Series, best: float) -> str:
-    bold = bool(cell["learned"]) and cell["mean"] == best
-    mean = f"**{cell['mean']:.3f}**" if bold else f"{cell['mean']:.3f}"
+def _cell_text(cell: pd.Series) -> str:
+    mean = f"**{cell['mean']:.3f}**" if cell["separated"] else f"{cell['mean']:.3f}"
     if not math.isnan(cell["std"]):
         mean += f" ± {cell['std']:.3f}"
     if not math.isnan(cell["low"]):
@@ -152,11 +162,9 @@ def _cell_text(cell: pd.Series, best: float) -> str:
 
 def _score_table(summary: pd.DataFrame) -> str:
     fractions = sorted(summary["fraction"].unique())
-    best = summary[summary["learned"].astype(bool)].groupby("fraction")["mean"].max()
-    best = best.reindex(sorted(summary["fraction"].unique()))
     cells = summary.set_index(["entry", "fraction"])
     body = [
-        [entry, *(_cell_text(cells.loc[(entry, fraction)], best[fraction])
+        [entry, *(_cell_text(cells.loc[(entry, fraction)])
                   if (entry, fraction) in cells.index else MISSING for fraction in fractions)]
         for entry in _entry_order(list(summary["entry"].unique()))
     ]
@@ -194,23 +202,30 @@ def _score_notes(rows: pd.DataFrame, summary: pd.DataFrame, evidence: TableEvide
         significance = (
             f"▲/▼: significantly higher/lower than `{REFERENCE}` (same protocol and validation "
             "setting) by the two-sided test of the paired difference below (bootstrap standard "
-            f"error, Student t), Holm-corrected over the {tests} comparisons in this table, "
-            f"alpha {ALPHA}."
+            "error, t with Welch-Satterthwaite degrees of freedom), Holm-corrected over the "
+            f"{tests} comparisons in this table, alpha {ALPHA}."
         )
         note = evidence_tables.enough_seeds_note(evidence)
         significance += f" {note}" if note else ""
     setup = "; ".join(
         f"{label} " + ", ".join(f"`{value}`" for value in sorted(rows[column].unique()))
-        for label, column in (("profile", "profile"), ("unlabelled pool", "pool"),
-                              ("validation", "validation"),
+        for label, column in (("profile", "profile"), ("profile content", "profile_digest"),
+                              ("unlabelled pool", "pool"), ("validation", "validation"),
                               ("dataset fingerprint", "dataset_fingerprint"))
     )
+    versions = rows.groupby("code_version")["method"].unique()
+    setup += "; code versions " + ", ".join(
+        f"`{version}` ({', '.join(sorted(methods))})" for version, methods in versions.items())
     labelled = evidence_tables.labelled_images_note(rows)
     marked = marked_note(rows, summary)
     return " ".join([
         "Macro F1 on the official test split: mean ± std over seeds [95% interval], n = seeds.",
         evidence_tables.images_note(evidence),
-        f"**Bold**: best mean in the column among cells whose runs all learned. {significance}",
+        "**Bold**: the best mean in the column among cells whose runs all learned, only where "
+        "it is separated from the runner-up (the paired difference to the second-best mean, "
+        f"at least {MIN_TEST_PAIRS} seeds shared, two-sided test Holm-corrected over the "
+        f"table's columns at alpha {ALPHA}); a column whose best is within noise of the next "
+        f"bolds nothing. {significance}",
         *([marked] if marked else []),
         *([labelled] if labelled else []),
         f"Setup: {setup}.",
@@ -257,7 +272,7 @@ def _evidence_parts(rows: pd.DataFrame, evidence: TableEvidence) -> list[str]:
     readable = [entry for entry in order if unread(evidence, entry) is None]
     if any(evidence.curves[entry].saving is not None for entry in readable):
         parts += ["Label efficiency:", evidence_tables.label_efficiency_table(evidence, readable),
-                  evidence_tables.label_efficiency_notes()]
+                  evidence_tables.label_efficiency_notes(evidence, readable)]
     parts += unread_lines(rows, evidence)
     pretraining = pretraining_table(rows)
     parts += [pretraining] if pretraining else []

@@ -15,9 +15,15 @@ share a cell.
 Besides the metrics, a row carries what the report needs beyond them: the labelled training and
 validation images of the run (``labelled``, ``validation_labelled``: the validation images choose
 the checkpoint), each test image's label and prediction as the record's base-36 strings
-(``test_labels``, ``test_predicted``) with the sha256 of the test set's order (``test_order``),
-and macro F1 per ultrasound machine (``per_machine``: machine -> (macro F1, test images)), with
-None there where a record lacks them and NaN image counts where its split lacks them.
+(``test_labels``, ``test_predicted``) with the sha256 of the test set's order (``test_order``)
+and its patient (``test_patients``, from the record or, for schema 3, the committed test manifest
+of its dataset version: :mod:`fetalbench.data.test_manifests`), and macro F1 per ultrasound
+machine (``per_machine``: machine -> (macro F1, test images)), with None there where a record
+lacks them and NaN image counts where its split lacks them. ``profile_digest`` names the
+profile by content (the first 12 hex digits of the sha256 of its canonical JSON) and a
+successful row's ``code_version`` the method's code (:mod:`fetalbench.runs.code_version`; for
+schema 3, ``git`` and the record's revision), so a table can hold one setup
+(:mod:`fetalbench.report.setup`).
 
 A row also carries whether its run learned (:mod:`fetalbench.runs.learning`): ``learning``, the
 run's verdict (``learned``, ``still improving``, ``did not learn`` or ``not checked``), and
@@ -39,9 +45,11 @@ import pandas as pd
 
 from fetalbench.data.sources import DATASETS
 from fetalbench.data.splits import VALIDATION_SETTINGS
+from fetalbench.data.test_manifests import patient_manifest
 from fetalbench.errors import FetalbenchError
 from fetalbench.runs.learning import LEARNED, NOT_CHECKED, VERDICTS
-from fetalbench.runs.records import SCHEMA_VERSION, record_files
+from fetalbench.runs.records import READABLE_SCHEMAS, SCHEMA_VERSION, record_files
+from fetalbench.runs.spec import spec_hash
 from fetalbench.runs.validation import validate_record
 
 PROTOCOLS = ("finetune", "linear")
@@ -49,14 +57,16 @@ CELL = ("dataset", "task", "method", "protocol", "validation", "fraction")
 EXTRA_METRICS = {"silhouette": "embedding", "knn_accuracy": "embedding",
                  "pointing_game": "localisation"}
 RUN_COLUMNS = ("method", "task", "dataset", "synthetic", "fraction", "seed", "protocol",
-               "validation", "pool", "profile", "dataset_fingerprint", "spec_hash", "path")
+               "validation", "pool", "profile", "profile_digest", "dataset_fingerprint",
+               "spec_hash", "path")
 LEARNING_COLUMNS = ("learning", "learned", "unlearned_stages", "pretraining_stage",
                     "pretraining_loss", "pretraining_chance", "pretraining_chance_rule",
                     "pretraining_probe_start", "pretraining_probe_end", "pretraining_verdict")
 """What a successful row says of its run's learning checks (see the module docstring)."""
 OK_COLUMNS = (*RUN_COLUMNS, "macro_f1", "accuracy", "balanced_accuracy", "sensitivity",
               "precision", "classes", *EXTRA_METRICS, "labelled", "validation_labelled",
-              "test_labels", "test_predicted", "test_order", "per_machine", *LEARNING_COLUMNS)
+              "test_labels", "test_predicted", "test_order", "test_patients", "code_version",
+              "per_machine", *LEARNING_COLUMNS)
 SELF_SUPERVISED_TERMS = ("dual task: NT-Xent",)
 """Stages that train a backbone without labels besides those named ``pre-training ...``."""
 FAILED_COLUMNS = (*RUN_COLUMNS, "error")
@@ -149,8 +159,9 @@ class _RecordReader:
         if not isinstance(record, dict):
             raise self.fail("the top level must be a JSON object")
         schema = self.field(record, "schema", "a whole number", "")
-        if schema != SCHEMA_VERSION:
-            raise self.fail(f"schema {schema} is not {SCHEMA_VERSION}, the one this version reads")
+        if schema not in READABLE_SCHEMAS:
+            raise self.fail(f"schema {schema} is not one this version reads "
+                            f"({', '.join(map(str, READABLE_SCHEMAS))})")
         spec = self.field(record, "spec", "an object", "")
         row = {
             "method": self.field(spec, "method", "text", "spec."),
@@ -166,6 +177,7 @@ class _RecordReader:
         }
         profile = self.field(spec, "profile", "an object", "spec.")
         row["profile"] = self.field(profile, "name", "text", "spec.profile.")
+        row["profile_digest"] = spec_hash(profile)[:12]
         if not 0 < row["fraction"] <= 1:
             raise self.fail(f"spec.fraction {row['fraction']} is not in (0, 1]")
         row["spec_hash"] = self.field(record, "spec_hash", "text", "")
@@ -183,9 +195,32 @@ class _RecordReader:
             row["error"] = self.field(record, "error", "text", "")
         else:
             row.update(self.metrics(record))
+            row["test_patients"] = self.patients(record, row)
+            row["code_version"] = (self.field(record, "code_version", "text", "")
+                                   if schema == SCHEMA_VERSION else self.git_version(record))
         self.refuse_invalid(record, root)
         setup = json.dumps([profile, row["pool"], row["dataset_fingerprint"]], sort_keys=True)
         return _Loaded(self.file, row, setup)
+
+    def git_version(self, record: dict) -> str:
+        """A schema-3 record's code version: ``git`` and its revision (``-dirty`` when the work
+        tree had changes), the finest it can say."""
+        git = record.get("git")
+        revision = git.get("revision") if isinstance(git, dict) else None
+        if not isinstance(revision, str):
+            return "git unknown"
+        return f"git {revision[:12]}" + ("-dirty" if git.get("dirty") else "")
+
+    def patients(self, record: dict, row: dict) -> str:
+        """The test images' patients: the record's (schema 4) or its test manifest's."""
+        if record["schema"] == SCHEMA_VERSION:
+            return self.field(record["test_predictions"], "patients", "text",
+                              "test_predictions.")
+        manifest = patient_manifest(row["dataset"], row["dataset_fingerprint"], row["task"])
+        if manifest is None:
+            raise self.fail(f"schema {record['schema']} without a committed test manifest of "
+                            f"its dataset version")
+        return manifest.patients
 
     def refuse_invalid(self, record: dict, root: Path) -> None:
         """Raise naming the first check of :func:`~fetalbench.runs.validation.validate_record` that

@@ -1,14 +1,16 @@
 """Aggregation and significance over seeds and cells, as plain functions over arrays of runs.
 
 Within a cell: the probability of improvement over the reference (Agarwal et al. 2021). The
-intervals and tests of a cell's difference to the reference count seeds and test images
+intervals and tests of a cell's difference to the reference count seeds and test patients
 (:mod:`fetalbench.report.bootstrap`); a paired t-test over seeds alone would ignore the test
 set's sampling error, and the bootstrap's test reduces to it where records lack per-image
 predictions, so the leaderboard no longer carries one. Their p-values get Holm's step-down
-correction over the comparisons of one table (Holm 1979, "A simple sequentially rejective
-multiple test procedure", Scand. J. Statist. 6:65-70). Across cells: ranks, the Friedman test
-and the Nemenyi post-hoc test, following Demšar (2006), "Statistical comparisons of classifiers
-over multiple data sets", JMLR 7:1-30.
+correction over a family of comparisons (Holm 1979, "A simple sequentially rejective multiple
+test procedure", Scand. J. Statist. 6:65-70): the comparisons of one table for its markers, those
+of one claim for its verdict. That a difference is negligible is shown by an equivalence test
+(:func:`equivalence_p_value`; Schuirmann 1987), never by a difference test that fails to reject.
+Across cells: ranks, the Friedman test and the Nemenyi post-hoc test, following Demšar (2006),
+"Statistical comparisons of classifiers over multiple data sets", JMLR 7:1-30.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import scikit_posthocs
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+ALPHA = 0.05
+"""The level of every test the report makes (after Holm's correction within its family)."""
 MIN_TEST_PAIRS = 3
 """Fewest seeds shared with the reference for a cell to be marked significant or to count for a
 claim: with two, the t statistic has one degree of freedom and its spread rests on two
@@ -57,11 +61,26 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     """Holm-adjusted p-values (statsmodels ``multipletests``); NaN inputs stay NaN and are not
     counted as comparisons."""
     array = np.asarray(p_values, dtype=float)
-    adjusted = np.full(array.shape, np.nan)
+    adjusted = array.copy()
     present = ~np.isnan(array)
-    if present.any():
+    if present.sum() > 1:  # one test is its own correction
         adjusted[present] = multipletests(array[present], method="holm")[1]
     return adjusted
+
+
+def equivalence_p_value(estimate: np.ndarray, se: np.ndarray, df: np.ndarray,
+                        margin: float) -> np.ndarray:
+    """Schuirmann's two one-sided tests (TOST) that a true difference lies within ``±margin``
+    (Schuirmann 1987, "A comparison of the two one-sided tests procedure and the power approach
+    for assessing the equivalence of average bioavailability", J. Pharmacokinet. Biopharm.
+    15(6):657-680): the larger of the p-values of the t tests (``df`` degrees of freedom, standard
+    error ``se``) of "difference ≤ -margin" and of "difference ≥ +margin". Below alpha exactly
+    when the 1 - 2·alpha interval lies within ``±margin``; NaN where ``se`` is."""
+    estimate, se, df = (np.asarray(value, dtype=float) for value in (estimate, se, df))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        above_lower = stats.t.sf((estimate + margin) / se, df)
+        below_upper = stats.t.cdf((estimate - margin) / se, df)
+    return np.maximum(above_lower, below_upper)
 
 
 def cell_ranks(scores: pd.DataFrame) -> pd.DataFrame:

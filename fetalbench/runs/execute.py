@@ -37,6 +37,7 @@ from fetalbench.methods.features import cached_features, features_key
 from fetalbench.methods.linear_evaluation import linear_evaluation
 from fetalbench.paths import cache_relative
 from fetalbench.runs.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_classifier
+from fetalbench.runs.code_version import method_code_version
 from fetalbench.runs.learning import learning_section
 from fetalbench.runs.metrics import (
     classification_metrics,
@@ -91,6 +92,7 @@ def execute_run(
     """
     validate_request(request)
     git_revision()
+    method_code_version(request.method)
     execution.apply_threads()
     started = time.perf_counter()
     source = open_source(request.dataset, request.data_root, cache_root)
@@ -165,11 +167,12 @@ def _train_and_record(
     return new_record(
         spec,
         status="ok",
+        code_version=method_code_version(spec.method),
         dataset=identity.as_record(),
         classes=list(task.classes),
         metrics=metrics,
         test_predictions=per_image_predictions(prepared.test_labels, predictions,
-                                               prepared.test_names),
+                                               prepared.test_names, prepared.test_patients),
         checkpoint=(None if tested.checkpoint is None
                     else cache_relative(tested.checkpoint, cache_root)),
         checkpoint_sha256=tested.checkpoint_sha256,

@@ -4,8 +4,9 @@ Migliorelli et al. (2024) judge methods by F1, sensitivity (recall) and precisio
 balanced accuracy and the confusion matrix. Macro averages weigh every class equally, which matters
 for the imbalanced planes of FETAL_PLANES_DB.
 
-A record also keeps every test image's label and prediction (:func:`per_image_predictions`), so
-the report can resample test images (a paired bootstrap over seeds and images), and macro F1 on
+A record also keeps every test image's label, prediction and patient
+(:func:`per_image_predictions`), so the report can resample test patients (a paired bootstrap
+over seeds and patients), and macro F1 on
 each ultrasound machine's test images (:func:`per_machine_metrics`).
 """
 
@@ -64,15 +65,31 @@ def decode_classes(text: str) -> np.ndarray:
     return np.array([int(character, 36) for character in text], dtype=np.int64)
 
 
+def encode_patients(patients: np.ndarray) -> str:
+    """Patient ids as one string, separated by spaces (``[12, 12, 40] -> "12 12 40"``)."""
+    texts = [str(patient) for patient in np.asarray(patients).tolist()]
+    if any(not text or text.split() != [text] for text in texts):
+        raise ValueError("patient ids must be non-empty and hold no whitespace")
+    return " ".join(texts)
+
+
+def decode_patients(text: str) -> np.ndarray:
+    """The patient ids :func:`encode_patients` wrote, as strings."""
+    return np.array(text.split(), dtype=object)
+
+
 def per_image_predictions(
-    labels: np.ndarray, predictions: np.ndarray, names: list[str]
+    labels: np.ndarray, predictions: np.ndarray, names: list[str], patients: np.ndarray
 ) -> dict:
     """A record's ``test_predictions``: every test image's label and prediction, one base-36
-    digit each in the split's fixed order, and ``order_sha256``, the sha256 of the images' names
-    joined by newlines, so records are paired image by image only when their test sets match."""
+    digit each in the split's fixed order, its patient (:func:`encode_patients`: the report
+    resamples patients, whose images are not independent), and ``order_sha256``, the sha256 of
+    the images' names joined by newlines, so records are paired image by image only when their
+    test sets match."""
     return {
         "labels": encode_classes(labels),
         "predicted": encode_classes(predictions),
+        "patients": encode_patients(patients),
         "order_sha256": sha256_hex("\n".join(names).encode()),
     }
 

@@ -1,10 +1,12 @@
 """Run records: the format of the one JSON file each run leaves, written atomically.
 
-A record holds the fully resolved spec and its hash, the dataset's identity (synthetic or real),
-whether each training stage learned (``learning``: :mod:`fetalbench.runs.learning`), test
-metrics (overall and per ultrasound machine), every test image's label and prediction,
-validation-based model selection, split sizes (``split.validation``: the labelled images model
-selection used), timings, package versions, hardware and git revision. The spec hash names the
+A record holds the fully resolved spec and its hash, the version of the method's code (a
+successful run's ``code_version``: :mod:`fetalbench.runs.code_version`), the dataset's identity
+(synthetic or real), whether each training stage learned (``learning``:
+:mod:`fetalbench.runs.learning`), test metrics (overall and per ultrasound machine), every test
+image's label, prediction and patient, validation-based model selection, split sizes
+(``split.validation``: the labelled images model selection used), timings, package versions,
+hardware and git revision. The spec hash names the
 file, so a grid can skip a run whose record exists.
 
 Records are portable: they name files in the cache relative to the cache root
@@ -33,14 +35,19 @@ from fetalbench.runs.spec import RunSpec
 from fetalbench.storage.atomic import write_bytes_atomic
 
 SCHEMA_VERSION = 4
-"""4: a spec's label budget may be patients per class (``spec.patients_per_class``, with
-``spec.fraction`` null), ``--protocol linear`` is the linear evaluation of a frozen encoder (no
-longer a frozen-backbone head fine-tune), and records name the split's checksum
-(``split.checksum``) and their encoder's weights and preprocessing (``encoder``).
-3: records keep ``learning``, whether each stage learned (:mod:`fetalbench.runs.learning`),
-and their budgets are sized to the data (:mod:`fetalbench.profiles`). A record of an older
-schema was trained under fixed step budgets that let no curve rise and has no learning checks:
-it cannot be migrated, only rerun."""
+"""4: records keep each test image's patient (``test_predictions.patients``), so the report
+resamples patients rather than images, and the method's ``code_version``; a spec's label budget
+may be patients per class (``spec.patients_per_class``, with ``spec.fraction`` null);
+``--protocol linear`` is the linear evaluation of a frozen encoder (no longer a frozen-backbone
+head fine-tune); records name the split's checksum (``split.checksum``) and their encoder's
+weights and preprocessing (``encoder``). 3: records keep ``learning``, whether each stage learned
+(:mod:`fetalbench.runs.learning`), and their budgets are sized to the data
+(:mod:`fetalbench.profiles`). A fine-tuning record of schema 3 is still read where a committed
+test manifest gives its test images' patients (:mod:`fetalbench.data.test_manifests`); its code
+version is then its git revision. A record of an older schema was trained under fixed step
+budgets that let no curve rise and has no learning checks: it cannot be migrated, only rerun."""
+READABLE_SCHEMAS = (3, SCHEMA_VERSION)
+"""The schemas ``validate`` and the leaderboard accept."""
 PACKAGES = ("fetalbench", "torch", "torchvision", "timm", "lightly", "pytorch-lightning",
             "numpy", "pandas", "scikit-learn", "scipy")
 

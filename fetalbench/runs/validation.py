@@ -1,12 +1,17 @@
 """What a maintainer checks before accepting run records: ``fetalbench validate``.
 
-A record passes when its schema is the one this version writes, its spec hash recomputes from its
-spec, it is portable (no folder or host of the machine that made it), its numbers agree with each
-other (the confusion matrix sums to the test images, and macro F1, per-class sensitivity and
-precision, accuracy and balanced accuracy are what the matrix gives; the per-image test
-predictions, where the record has them, give the matrix, and the per-machine test images add up
-to the test set), it states whether each training stage learned with verdicts its numbers give
-(:mod:`fetalbench.runs.learning`), and, on ``fetal_planes_db``,
+A record passes when its schema is one this version reads (:data:`~fetalbench.runs.records.
+READABLE_SCHEMAS`), its spec hash recomputes from its spec, its profile is the registered profile
+of its name (:data:`fetalbench.profiles.PROFILES`, compared field by field: a record made under
+a shortened or edited profile that kept the real one's name is refused), it is portable (no
+folder or host of the machine that made it), its numbers agree with each other (the confusion
+matrix sums to the test images, and macro F1, per-class sensitivity and precision, accuracy and
+balanced accuracy are what the matrix gives; the per-image test predictions give the matrix, and
+the per-machine test images add up to the test set), each test image has a patient (schema 4:
+in the record, with a code version; schema 3: in the committed test manifest of its dataset
+version, whose image names give the record's test order,
+:mod:`fetalbench.data.test_manifests`), it states whether each training stage learned with
+verdicts its numbers give (:mod:`fetalbench.runs.learning`), and, on ``fetal_planes_db``,
 it was measured on the official dataset (the official CSV's sha256, the official test split's
 size for its task). ``fetalbench leaderboard`` refuses a record that fails
 (:mod:`fetalbench.report.record_table`). Checks are plain functions from a record to its
@@ -15,6 +20,7 @@ findings; nothing here imports torch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
@@ -23,9 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from fetalbench.data.fetal_planes_db import OFFICIAL_CSV_SHA256, OFFICIAL_TEST_IMAGES
+from fetalbench.data.test_manifests import patient_manifest
+from fetalbench.profiles import PROFILES
 from fetalbench.runs.learning import check_learning_section
 from fetalbench.runs.metrics import CLASS_DIGITS, confusion_metrics, decode_classes
-from fetalbench.runs.records import SCHEMA_VERSION, records_under
+from fetalbench.runs.records import READABLE_SCHEMAS, SCHEMA_VERSION, records_under
 from fetalbench.runs.spec import spec_hash
 
 TOLERANCE = 1e-9
@@ -84,10 +92,28 @@ def _close(recorded: object, expected: float) -> bool:
 
 
 def check_schema(record: dict) -> Iterator[Finding]:
-    """The record's ``schema`` is the one this version writes and reads."""
-    if record["schema"] != SCHEMA_VERSION:
-        yield Finding("schema", f"schema {record['schema']!r} is not {SCHEMA_VERSION}, the one "
-                      f"this version reads; {RERUN}")
+    """The record's ``schema`` is one this version reads."""
+    if record["schema"] not in READABLE_SCHEMAS:
+        yield Finding("schema", f"schema {record['schema']!r} is not one this version reads "
+                      f"({', '.join(map(str, READABLE_SCHEMAS))}); {RERUN}")
+
+
+def check_profile(record: dict) -> Iterator[Finding]:
+    """``spec.profile`` is, field by field, the registered profile of its name."""
+    profile = record["spec"]["profile"]
+    name = profile["name"]
+    registered = PROFILES.get(name)
+    if registered is None:
+        yield Finding("profile", f"profile {name!r} is not registered (registered: "
+                      f"{', '.join(PROFILES)}); {RERUN} under a registered profile")
+        return
+    expected = dataclasses.asdict(registered)
+    differing = sorted(key for key in expected.keys() | profile.keys()
+                       if profile.get(key) != expected.get(key))
+    if differing:
+        yield Finding("profile", f"spec.profile is not the registered profile {name!r} "
+                      f"({', '.join(differing)} differ): a record of a shortened or edited "
+                      f"profile must not carry a registered name; {RERUN}")
 
 
 def check_spec_hash(record: dict) -> Iterator[Finding]:
@@ -161,11 +187,48 @@ def check_numbers(record: dict) -> Iterator[Finding]:
                           f"{expected[key][wrong[0]]!r}, what the confusion matrix gives; {RERUN}")
 
 
+def check_patients(record: dict) -> Iterator[Finding]:
+    """A successful run's test images each have a patient: schema 4 in
+    ``test_predictions.patients``, schema 3 in the committed manifest of its dataset version,
+    whose image names give its ``order_sha256`` (an unreadable schema fails ``schema``)."""
+    if record["status"] != "ok" or record["schema"] not in READABLE_SCHEMAS:
+        return
+    spec, n_test = record["spec"], record["split"]["test"]
+    if record["schema"] == SCHEMA_VERSION:
+        if len(record["test_predictions"]["patients"].split()) != n_test:
+            yield Finding("patients", f"test_predictions.patients must name one patient per "
+                          f"test image ({n_test}); {RERUN}")
+        return
+    manifest = patient_manifest(spec["dataset"], spec["dataset_fingerprint"], spec["task"])
+    if manifest is None:
+        yield Finding("patients", f"a schema-{record['schema']} record without its test "
+                      f"images' patients and no committed test manifest of {spec['dataset']} "
+                      f"{spec['dataset_fingerprint'][:12]} task {spec['task']} gives them; "
+                      f"{RERUN}")
+    elif (manifest.order_sha256 != record["test_predictions"]["order_sha256"]
+          or len(manifest.images) != n_test):
+        yield Finding("patients", f"the committed test manifest of {spec['dataset']} "
+                      f"{spec['dataset_fingerprint'][:12]} task {spec['task']} lists another "
+                      f"test set than the record's order_sha256; {RERUN}")
+
+
+def check_code_version(record: dict) -> Iterator[Finding]:
+    """A successful record of schema 4 names its method's code version (16 hex digits,
+    :mod:`fetalbench.runs.code_version`)."""
+    if record["status"] != "ok" or record["schema"] != SCHEMA_VERSION:
+        return
+    version = record["code_version"]
+    if not (isinstance(version, str) and len(version) == 16
+            and set(version) <= set("0123456789abcdef")):
+        yield Finding("code_version", f"code_version {version!r:.30} is not 16 hex digits; "
+                      f"{RERUN}")
+
+
 def check_predictions(record: dict) -> Iterator[Finding]:
     """A successful run's per-image test predictions (one class digit per test image) give its
     confusion matrix, and its per-machine test images add up to its test images (one of an
-    older schema fails ``schema`` instead)."""
-    if record["status"] != "ok" or record["schema"] != SCHEMA_VERSION:
+    unreadable schema fails ``schema`` instead)."""
+    if record["status"] != "ok" or record["schema"] not in READABLE_SCHEMAS:
         return
     predictions, n_test = record["test_predictions"], record["split"]["test"]
     digits = set(CLASS_DIGITS[:len(record["classes"])])
@@ -190,7 +253,7 @@ def check_predictions(record: dict) -> Iterator[Finding]:
 def check_learning(record: dict) -> Iterator[Finding]:
     """A successful record states whether each of its stages learned, and every verdict is the
     one its numbers give (:func:`fetalbench.runs.learning.check_learning_section`)."""
-    if record["status"] != "ok" or record["schema"] != SCHEMA_VERSION:
+    if record["status"] != "ok" or record["schema"] not in READABLE_SCHEMAS:
         return
     problem = check_learning_section(record.get("learning"))
     if problem is not None:
@@ -228,9 +291,12 @@ def check_official_dataset(record: dict) -> Iterator[Finding]:
 CHECKS: tuple[tuple[str, Callable[[dict], Iterator[Finding]]], ...] = (
     ("schema", check_schema),
     ("spec_hash", check_spec_hash),
+    ("profile", check_profile),
+    ("code_version", check_code_version),
     ("portable", check_portable),
     ("numbers", check_numbers),
     ("predictions", check_predictions),
+    ("patients", check_patients),
     ("learning", check_learning),
     ("official_dataset", check_official_dataset),
 )
