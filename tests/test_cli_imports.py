@@ -1,12 +1,11 @@
 """The commands that only list or read records start without torch, Lightning or lightly; the
-help and the listings also without scikit-learn, SciPy, pandas and matplotlib, and in under half a
-second (best of three)."""
+help and the listings also without scikit-learn, SciPy, pandas and matplotlib. How fast they
+start is a benchmark (``tests/test_microbench.py``, group "cli start"), not a timed test."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -44,18 +43,6 @@ def test_help_and_listings_import_no_table_or_statistics_library(argv: list[str]
                           cwd=REPOSITORY, capture_output=True, text=True, timeout=120)
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("HEAVY [] STATUS 0"), (last, done.stderr[-2000:])
-
-
-@pytest.mark.parametrize("argv", LISTINGS)
-def test_help_and_listings_start_in_half_a_second(argv: list[str]) -> None:
-    def seconds() -> float:
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "fetalbench", *argv], cwd=REPOSITORY,
-                       capture_output=True, timeout=120, check=True)
-        return time.perf_counter() - start
-
-    best = min(seconds() for _ in range(3))
-    assert best < 0.5, f"fetalbench {' '.join(argv)} took {best:.2f} s at best of 3"
 
 
 def test_methods_lists_every_built_in_with_its_description_without_importing_it() -> None:

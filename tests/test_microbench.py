@@ -1,4 +1,6 @@
-"""pytest-benchmark micro-benchmarks of the per-batch data path, beside ``fetalbench bench``.
+"""pytest-benchmark micro-benchmarks of the per-batch data path, beside ``fetalbench bench``, and
+of how fast the help and the listings start (a fresh interpreter each: the target is under half a
+second, best of rounds, on the 2-core development machine).
 
 The normal test run executes each benchmarked function once, as a test of its output
 (``--benchmark-disable`` in pyproject.toml). To time them:
@@ -7,6 +9,10 @@ from one run, never numbers across runs.
 """
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,3 +95,13 @@ def test_png_decode_and_resize(benchmark) -> None:
     path = str(min(REAL_IMAGES.glob("*.png")))
     array = benchmark(image_cache.decode_image, path, SIDE)
     assert array.shape == (SIDE, SIDE) and array.dtype.name == "uint8"
+
+
+@pytest.mark.benchmark(group="cli start")
+@pytest.mark.parametrize("argv", (["--help"], ["methods"], ["tasks"]))
+def test_cli_start(benchmark, argv: list[str]) -> None:
+    """``fetalbench --help``, ``methods`` and ``tasks`` in a fresh interpreter."""
+    repository = Path(__file__).resolve().parents[1]
+    done = benchmark(subprocess.run, [sys.executable, "-m", "fetalbench", *argv],
+                     cwd=repository, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip()
