@@ -25,8 +25,13 @@ Register it with the decorator :func:`register_method`::
     def my_method(context: MethodContext) -> MethodResult:
         classifier = Classifier(create_backbone(context.profile.backbone, "imagenet"),
                                 len(context.data.classes))
-        notes = fit_classifier(context, classifier, context.protocol == "linear")
-        return MethodResult(classifier, notes)
+        return MethodResult(classifier, fit_classifier(context, classifier))
+
+``register_method(name, description, pretrains=False, encoder=None)``: ``train`` serves the
+``finetune`` protocol; ``encoder(context) -> FrozenEncoder(encoder, notes)`` (a frozen
+:class:`GrayscaleBackbone` whose ``weights`` name their source) gives the method the ``linear``
+protocol, the linear evaluation of that encoder's cached features; without it the method is
+fine-tuned only.
 
 **A self-supervised objective** is an :class:`Objective` subclass: it owns the backbone and its
 heads, and returns a loss from two views of an unlabelled batch (``loss(view_a, view_b,
@@ -65,7 +70,13 @@ from fetalbench.data.sources import (
 )
 from fetalbench.data.tasks import TASKS, Task, register_task
 from fetalbench.errors import FetalbenchError
-from fetalbench.methods.api import Classifier, MethodContext, MethodResult, TaskData
+from fetalbench.methods.api import (
+    Classifier,
+    FrozenEncoder,
+    MethodContext,
+    MethodResult,
+    TaskData,
+)
 from fetalbench.methods.augment import LIGHT, STRONG, AugmentSettings, UltrasoundAugment
 from fetalbench.methods.backbones import GrayscaleBackbone, create_backbone
 from fetalbench.methods.engine import fit_classifier
@@ -86,6 +97,7 @@ __all__ = [
     "Dataset",
     "DatasetSource",
     "FetalbenchError",
+    "FrozenEncoder",
     "GrayscaleBackbone",
     "MethodContext",
     "MethodResult",

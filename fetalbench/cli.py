@@ -635,14 +635,17 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=_cmd_data_verify)
 
     calibrate = commands.add_parser(
-        "calibrate", help="measure the phantom's difficulty with a fixed ImageNet linear probe"
+        "calibrate", help="measure the phantom's difficulty: the linear evaluation of the frozen "
+                          "ImageNet encoder (supervised_imagenet --protocol linear)"
     )
     calibrate.add_argument("--profile", default="quick", choices=list(PROFILES),
-                           help="whose resolution the probe uses (default quick)")
+                           help="whose resolution, backbone and validation carve-out the probe "
+                                "uses (default quick)")
     calibrate.add_argument("--resolution", type=_resolution, default=None,
                            help=f"probe input size, at least {MIN_RESOLUTION}; overrides the "
                                 f"profile's")
-    calibrate.add_argument("--seed", type=_seed, default=0, help="seed of the 5%% subset")
+    calibrate.add_argument("--seed", type=_seed, default=0,
+                           help="the runs' seed: their validation carve-out and 5%% subset")
     calibrate.add_argument("--record", action="store_true",
                            help="write the numbers into the committed calibration.json "
                                 "(docs/calibration.md)")

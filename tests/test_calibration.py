@@ -1,4 +1,5 @@
-"""Tests of the phantom's calibration probe: end to end on a small phantom, its checks, the
+"""Tests of the phantom's calibration probe: end to end on a small phantom, where it must score
+exactly what a run of supervised_imagenet under the linear protocol scores; its checks, the
 default resolution, and the committed numbers (fetalbench/data/phantom/calibration.json)."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from fetalbench import cli
 from fetalbench.data.phantom import calibration
@@ -28,7 +30,6 @@ from fetalbench.data.phantom.calibration import (
     phantom_version,
     probe,
     probe_resolution,
-    probe_training_positions,
     record_calibration,
     version_name,
 )
@@ -39,14 +40,18 @@ from fetalbench.data.phantom.render import (
     plan_phantom,
 )
 from fetalbench.data.sources import DatasetSource, folder_source
-from fetalbench.data.splits import TaskSplit
 from fetalbench.data.tasks import TASKS
+from fetalbench.methods.execution import Execution
 from fetalbench.profiles import get_profile
+from fetalbench.runs import execute
+from fetalbench.runs.execute import execute_run
+from fetalbench.runs.spec import RunRequest
 
 # 300 small images (37 patients, 18 on the training side): enough patients for the probe's
 # validation carve-out in both tasks, generated in about 3 s.
 SMALL = PhantomSettings(n_images=300, seed=3, width=96, height=64)
-SMALL_RESOLUTION = 32
+SMALL_PROFILE = "smoke"
+SMALL_RESOLUTION = get_profile(SMALL_PROFILE).resolution
 CURRENT = version_name(GENERATOR_VERSION)
 
 
@@ -59,11 +64,12 @@ def small_source(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetSourc
 @pytest.fixture(scope="module")
 def small_scores(small_source: tuple[DatasetSource, Path]) -> list[ProbeScore]:
     source, cache = small_source
-    return probe(source, cache, SMALL_RESOLUTION, seed=0)
+    return probe(source, cache, SMALL_RESOLUTION, seed=0, profile=SMALL_PROFILE)
 
 
 def _score(task: str, fraction: float, f1: float, chance: float = 0.3) -> ProbeScore:
-    return ProbeScore(task, fraction, 10, f1, chance)
+    return ProbeScore(task=task, fraction=fraction, n_labelled=10, n_validation=5, c=1.0,
+                      macro_f1=f1, chance_macro_f1=chance)
 
 
 def _scores(planes: tuple[float, float], brain: tuple[float, float],
@@ -91,12 +97,14 @@ def test_probe_gives_four_sane_scores(small_source, small_scores: list[ProbeScor
         k = len(task.classes)
         expected = np.mean([2 * p / k / (p + 1 / k) for p in prevalence])
         assert s.chance_macro_f1 == pytest.approx(expected)
-        # 100% labels: every official training image of the task (train + validation carve-out)
+        # a run's split: 100% labels are the official training images outside the validation
+        # carve-out, which the fixed validation setting keeps whole
         n_train = int(rows["train"].sum())
+        assert 0 < s.n_validation < n_train
         if s.fraction == 1.0:
-            assert s.n_labelled == n_train
+            assert s.n_labelled + s.n_validation == n_train
         else:
-            assert k <= s.n_labelled < n_train
+            assert k <= s.n_labelled < n_train - s.n_validation
     assert len(TASKS.get("planes").classes) == 6 and len(TASKS.get("brain").classes) == 3
     by = {(s.task, s.fraction): s for s in small_scores}
     # the frozen ImageNet probe learns the six planes even from 173 small images
@@ -104,6 +112,30 @@ def test_probe_gives_four_sane_scores(small_source, small_scores: list[ProbeScor
     assert set(calibration_checks(small_scores).named()) == {
         "planes_easier", "brain_above_floor", "brain_below_ceiling"
     }
+
+
+@pytest.mark.parametrize("task", ["planes", "brain"])
+def test_calibrate_scores_what_a_linear_run_scores(
+    task: str, small_source, small_scores: list[ProbeScore], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One code path: at each fraction the probe's score is the macro F1 of the run of
+    supervised_imagenet under the linear protocol at that task, fraction, seed and profile, on
+    the same split, from the same cached features, with the same C."""
+    source, cache = small_source
+    monkeypatch.setattr(execute, "open_source", lambda name, root, cache_root: source)
+    by = {(s.task, s.fraction): s for s in small_scores}
+    for fraction in PROBE_FRACTIONS:
+        request = RunRequest(method="supervised_imagenet", task=task, fraction=fraction, seed=0,
+                             protocol="linear", profile=SMALL_PROFILE)
+        record = execute_run(request, tmp_path, cache, log=lambda _: None,
+                             execution=Execution(threads=torch.get_num_threads())).record
+        score = by[(task, fraction)]
+        assert record["metrics"]["macro_f1"] == score.macro_f1
+        assert record["method_notes"]["c"] == score.c
+        assert (record["split"]["labelled"], record["split"]["validation"]) == (
+            score.n_labelled, score.n_validation)
+        assert record["method_notes"]["features_reused"] is True  # the probe's features
 
 
 def test_phantom_version_is_read_from_the_phantom(small_source) -> None:
@@ -138,7 +170,7 @@ def test_cli_defaults_to_the_profile_resolution(
     assert (args.profile, args.resolution, args.record) == ("quick", None, False)
     monkeypatch.setattr(calibration, "open_source", lambda name, root, cache_root: source)
     monkeypatch.setattr(cli, "cache_dir", lambda: cache)
-    assert cli.main(["calibrate", "--profile", "smoke"]) == 0
+    assert cli.main(["calibrate", "--profile", SMALL_PROFILE]) == 0
     output = capsys.readouterr().out
     assert f"phantom {CURRENT} (SYNTHETIC) difficulty at 32 px" in output
     assert "thread" in output
@@ -155,15 +187,6 @@ def test_probe_resolution_follows_the_profile() -> None:
     assert probe_resolution("smoke") == get_profile("smoke").resolution == 32
     assert probe_resolution("gpu") == 128
     assert probe_resolution("quick", 48) == 48
-
-
-def test_probe_trains_on_train_and_validation_not_the_unlabelled_pool() -> None:
-    split = TaskSplit(labelled=np.array([1]), train=np.array([5, 1, 9]),
-                      validation=np.array([7, 2]), test=np.array([0, 3]),
-                      unlabelled_pool=np.array([1, 5, 9]),
-                      **({"validation_carve_out": np.array([2, 7])}
-                         if "validation_carve_out" in TaskSplit.__dataclass_fields__ else {}))
-    assert probe_training_positions(split).tolist() == [1, 2, 5, 7, 9]
 
 
 def test_chance_macro_f1() -> None:
@@ -220,11 +243,13 @@ def test_committed_file_holds_the_cpu_profiles_with_checks_passing() -> None:
         assert committed_calibration(CURRENT, resolution) == list(entry.scores)
     quick = committed_entry(CURRENT, 64)
     assert quick.checks.passed and quick.checks.brain_above_floor
-    # the probe's labelled images at 100%: every official training image of the default phantom
+    # at 100% a run's labelled and validation images: every official training image of the
+    # default phantom
     records = plan_phantom(PhantomSettings())
     by = {(s.task, s.fraction): s for s in quick.scores}
-    assert by[("planes", 1.0)].n_labelled == sum(r.train for r in records)
-    assert by[("brain", 1.0)].n_labelled == sum(
+    assert by[("planes", 1.0)].n_labelled + by[("planes", 1.0)].n_validation == sum(
+        r.train for r in records)
+    assert by[("brain", 1.0)].n_labelled + by[("brain", 1.0)].n_validation == sum(
         r.train and r.brain_plane in TASKS.get("brain").classes for r in records)
     for s in quick.scores:
         assert 0.0 <= s.chance_macro_f1 < s.macro_f1 <= 1.0

@@ -99,6 +99,7 @@ def make_record(method: str, task: str, fraction: float, seed: int, macro_f1: fl
                 status: str = "ok", validation: str = "fixed", predicted: np.ndarray | None = None,
                 with_predictions: bool = True, stages: Sequence[StageCheck] | None = None,
                 code_version: str = CODE_VERSION, patient_size: int = 10,
+                backbone: str | None = None, patients: int | None = None,
                 **metrics: object) -> tuple[RunSpec, dict]:
     """A valid run record of the current schema (as run.py and grid.py write them) and its
     spec: its numbers come from one test set (:func:`scored_test_set`), of the official size on
@@ -106,11 +107,15 @@ def make_record(method: str, task: str, fraction: float, seed: int, macro_f1: fl
     per-image predictions, ``patient_size`` consecutive test images per patient, and
     per-machine scores. Its ``learning`` section checks ``stages`` (by default
     :func:`default_stages`, all learned). ``with_predictions`` is kept for callers: a record
-    always has its predictions."""
+    always has its predictions. ``backbone`` replaces the profile's (``--backbone``);
+    ``patients``, a budget of k patients per class, replaces ``fraction`` (``--patients``)."""
     fingerprint = "phantom-v1" if dataset == "phantom" else "fpdb-0123"
+    settings = PROFILES[profile]
+    settings = settings if backbone is None else dataclasses.replace(settings, backbone=backbone)
     spec = RunSpec(method=method, task=task, dataset=dataset, dataset_fingerprint=fingerprint,
-                   fraction=fraction, seed=seed, protocol=protocol, pool="task",
-                   profile=PROFILES[profile], validation=validation)
+                   fraction=None if patients is not None else fraction, seed=seed,
+                   protocol=protocol, pool="task", profile=settings, validation=validation,
+                   patients_per_class=patients)
     record = {
         "schema": SCHEMA_VERSION, "spec": spec.to_dict(), "spec_hash": spec.hash(),
         "status": status,
@@ -130,8 +135,9 @@ def make_record(method: str, task: str, fraction: float, seed: int, macro_f1: fl
     record.update(
         code_version=code_version, classes=classes, learning=learning_section(stages),
         metrics={**classification_metrics(labels, predictions, tuple(classes)), **metrics},
-        method_notes={}, split={"test": n_test, "labelled": round(1000 * fraction),
-                                "validation": 200}, timings={"total_s": 1.0},
+        method_notes={}, split={"test": n_test, "labelled": round(1000 * fraction) if patients
+                                is None else 30 * patients, "validation": 200},
+        timings={"total_s": 1.0},
     )
     machines = MACHINES[np.arange(n_test) % 2]
     names = [f"image{index}.png" for index in range(n_test)]
@@ -250,7 +256,7 @@ def test_regenerating_gives_identical_bytes_and_check_follows_the_records(tmp_pa
     assert not check_leaderboard(results, tmp_path / "absent.md")
 
 
-def test_protocols_become_part_of_the_row_name_and_real_data_comes_second(tmp_path: Path):
+def test_linear_records_get_tables_of_their_own_and_real_data_comes_second(tmp_path: Path):
     for method in METHODS:
         for protocol in ("finetune", "linear"):
             for fraction in (0.1, 1.0):
@@ -259,10 +265,93 @@ def test_protocols_become_part_of_the_row_name_and_real_data_comes_second(tmp_pa
                                                  protocol=protocol))
     write(tmp_path, *make_record("simclr", "planes", 1.0, 0, 0.7, dataset="fetal_planes_db"))
     text = render_leaderboard(load_records(tmp_path), "fetalbench leaderboard", None)
-    assert "supervised_imagenet (linear)" in table_rows(text, "task `brain`")
+    board = table_rows(text, "### SYNTHETIC (phantom): task `brain`\n")
+    linear = table_rows(text, "task `brain`, linear evaluation of the frozen encoder")
+    assert list(board) == list(linear) == ["supervised_imagenet", "simclr", "supervised_scratch"]
+    assert "(linear)" not in text and "(finetune)" not in text
+    assert text.index("### Ranking across cells: SYNTHETIC") < text.index(
+        "### SYNTHETIC (phantom): other setups") < text.index("linear evaluation of the frozen")
     assert text.index("SYNTHETIC (phantom)") < text.index("## FETAL_PLANES_DB (real data)")
     assert "no records yet" not in text
     assert "there are 1 such methods and 1 such cells" in text
+
+
+def _default_board(root: Path) -> None:
+    """Three methods x three fractions x three seeds of fine-tuning on ``brain``."""
+    for index, fraction in enumerate(FRACTIONS):
+        for seed in range(3):
+            reference = 0.5 + 0.1 * index + 0.01 * seed
+            for method, lift in zip(METHODS, (0.0, 0.15, -0.05), strict=True):
+                write(root, *make_record(method, "brain", fraction, seed, reference + lift))
+
+
+def header(section: str) -> list[str]:
+    """The column titles of the first table in ``section``."""
+    line = next(line for line in section.splitlines() if line.startswith("| method"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def _sections(text: str) -> dict[str, str]:
+    """The text under each ``## `` and ``### `` heading, by heading (not the header above them,
+    which counts the records)."""
+    return {part.split("\n", 1)[0]: part.split("\n", 1)[1]
+            for part in re.split(r"\n(?=#{2,3} )", text)[1:]}
+
+
+def test_patient_budgets_and_another_backbone_get_tables_of_their_own(tmp_path: Path):
+    """Records ``fetalbench run --patients K`` and ``--backbone resnet18`` make, beside the
+    board: loaded (never refused, though their profile content differs), in tables of their
+    own, and the board's tables, claims and ranking byte for byte what they were."""
+    _default_board(tmp_path / "board")
+    before = render_leaderboard(load_records(tmp_path / "board"), "fetalbench leaderboard", None)
+    shutil.copytree(tmp_path / "board", tmp_path / "more")
+    for seed in range(3):
+        for k, score in ((1, 0.4), (4, 0.6)):
+            for method, lift in (("supervised_imagenet", 0.0), ("simclr", 0.1)):
+                write(tmp_path / "more", *make_record(method, "brain", 1.0, seed,
+                                                      score + lift + 0.01 * seed, patients=k))
+        for fraction in (0.05, 1.0):  # one seed of the same cells, on another backbone
+            write(tmp_path / "more", *make_record("supervised_imagenet", "brain", fraction, seed,
+                                                  0.45 + 0.3 * fraction + 0.01 * seed,
+                                                  backbone="resnet18"))
+    records = load_records(tmp_path / "more")
+    ok = records.ok
+    assert len(ok) == 27 + 12 + 6
+    patients = ok[ok["budget"] == "patients"]
+    assert patients["fraction"].isna().all() and set(patients["patients"]) == {1.0, 4.0}
+    assert set(ok.loc[ok["backbone"] == "resnet18", "budget"]) == {"fraction"}
+    after = render_leaderboard(records, "fetalbench leaderboard", None)
+    old, new = _sections(before), _sections(after)
+    assert {heading: new[heading] for heading in old} == old  # claims, tables, ranking
+    extra = [heading for heading in new if heading not in old]
+    assert extra == ["### SYNTHETIC (phantom): other setups",
+                     "### SYNTHETIC (phantom): task `brain`, backbone `resnet18`",
+                     "### SYNTHETIC (phantom): task `brain`, label budgets in k patients per "
+                     "class"]
+    resnet = table_rows(after, "task `brain`, backbone `resnet18`")
+    assert list(resnet) == ["supervised_imagenet"] and len(resnet["supervised_imagenet"]) == 2
+    assert header(new[extra[1]]) == ["method", "5% labels", "100% labels"]
+    by_patients = new[extra[2]]
+    assert header(by_patients) == ["method", "k=1", "k=4"]
+    rows = table_rows(after, "label budgets in k patients per class")
+    assert list(rows) == ["supervised_imagenet", "simclr"]
+    assert all(cell.endswith("(n=3) ▲") for cell in rows["simclr"])  # tested within the table
+    assert "Difference to `supervised_imagenet`:" in by_patients
+    assert "k=1: 30 + 200, k=4: 120 + 200" in by_patients
+    assert "Label efficiency" not in by_patients
+    assert "nan" not in after
+
+
+def test_a_cell_on_another_backbone_is_no_duplicate_of_the_boards(tmp_path: Path):
+    write(tmp_path, *make_record("simclr", "brain", 1.0, 0))
+    write(tmp_path, *make_record("simclr", "brain", 1.0, 0, backbone="resnet18"))
+    write(tmp_path, *make_record("simclr", "brain", 1.0, 0, patients=2))
+    write(tmp_path, *make_record("simclr", "brain", 1.0, 0, protocol="linear"))
+    assert len(load_records(tmp_path).ok) == 4
+    write(tmp_path / "copy", *make_record("simclr", "brain", 1.0, 0, patients=2,
+                                          profile="smoke"))
+    with pytest.raises(FetalbenchError, match="label budget and seed 0"):
+        load_records(tmp_path)
 
 
 def test_single_seeds_and_empty_folders_render_without_claims(tmp_path: Path):

@@ -197,6 +197,18 @@ def test_a_profile_whose_content_is_not_the_registered_one_of_its_name_is_refuse
     assert checks(record) == {"profile"}
 
 
+def test_a_backbone_named_by_the_run_is_no_edited_profile():
+    """``fetalbench run --backbone resnet18`` writes the backbone into the spec's profile: its
+    record passes (the leaderboard puts it in tables of its own); an empty name does not."""
+    _, record = committed_record()
+    record["spec"]["profile"]["backbone"] = "resnet18"
+    record["spec_hash"] = spec_hash(record["spec"])
+    assert "profile" not in checks(record)
+    record["spec"]["profile"]["backbone"] = ""
+    record["spec_hash"] = spec_hash(record["spec"])
+    assert checks(record) == {"profile"}
+
+
 def test_a_checkpoint_outside_the_cache_stays_absolute_and_fails_validation():
     _, record = committed_record()
     record["checkpoint"] = "/elsewhere/run.safetensors"

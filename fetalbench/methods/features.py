@@ -16,14 +16,19 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from fetalbench.data.image_cache import load_images
 from fetalbench.methods.backbones import GrayscaleBackbone
 from fetalbench.methods.engine import evaluating, training_device
 from fetalbench.storage.artifacts import Artifact, Refusal, Refused
 from fetalbench.storage.digests import sha256_hex
+
+if TYPE_CHECKING:
+    from fetalbench.data.prepare import RunData
 
 FEATURES_DIR = "features"
 BATCH = 128
@@ -94,3 +99,25 @@ def cached_features(encoder: GrayscaleBackbone, images: Callable[[], np.ndarray]
     artifact.write(buffer.getvalue(), {"key": key})
     log(f"features: {features.shape[0]} images x {features.shape[1]} cached in {artifact.data}")
     return features, False
+
+
+def task_features(encoder: GrayscaleBackbone, prepared: RunData, cache_root: Path,
+                  log: Callable[[str], None]) -> tuple[np.ndarray, dict, bool]:
+    """The features of every image of ``prepared``'s task (one row per task row) at the
+    encoder's resolution (``prepared``'s when it has none), from the cache or computed and
+    cached (:func:`cached_features`); their key; and whether they were reused. The one way the
+    linear evaluation gets its features: a run's (:mod:`fetalbench.runs.execute`) and the
+    phantom's calibration probe (:mod:`fetalbench.data.phantom.calibration`)."""
+    resolution = encoder.resolution or prepared.resolution
+
+    def images() -> np.ndarray:
+        if resolution == prepared.resolution:
+            return prepared.images
+        source = prepared.source
+        return load_images(source.catalog, source.identity.fingerprint, resolution,
+                           cache_root)[prepared.rows.index.to_numpy()]
+
+    key = features_key(encoder, prepared.source.identity.fingerprint, prepared.task.name,
+                       resolution, len(prepared.rows))
+    features, reused = cached_features(encoder, images, key, cache_root, log)
+    return features, key, reused

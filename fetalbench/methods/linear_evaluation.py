@@ -12,11 +12,12 @@ either way (the report counts them, :mod:`fetalbench.report.label_efficiency`), 
 out of the final fit wastes a fifth of the labels at 100%. Beside it, the weighted k-NN
 classifier of Wu et al. (CVPR 2018), as DINO and solo-learn report it: each test image
 classified by its 20 nearest images of the same labelled and validation images (cosine
-similarity, temperature 0.07; :mod:`fetalbench.methods.probe`). Both read features cached once per encoder and task
-(:mod:`fetalbench.methods.features`), so a run costs seconds once they exist.
+similarity, temperature 0.07; :mod:`fetalbench.methods.probe`). Both read features cached once
+per encoder and task (:mod:`fetalbench.methods.features`), so a run costs seconds once they
+exist.
 
-The phantom's calibration probe (:mod:`fetalbench.data.phantom.calibration`) fits its logistic
-regression with :func:`fit_logistic` too, at a fixed ``C``.
+The phantom's calibration probe (:mod:`fetalbench.data.phantom.calibration`) is this evaluation
+of ``supervised_imagenet``'s frozen encoder, on a run's split and cached features.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ Train = Callable[[Any], Any]
 """A method's ``train(context: MethodContext) -> MethodResult`` (:mod:`fetalbench.methods.api`,
 which builds on this module, defines both types)."""
 Encode = Callable[[Any], Any]
-"""A method's ``encoder(context: MethodContext) -> GrayscaleBackbone``: the frozen encoder its
+"""A method's ``encoder(context: MethodContext) -> FrozenEncoder``: the frozen encoder its
 linear evaluation probes (ImageNet weights, a cached pre-training stage, a foundation model)."""
 
 

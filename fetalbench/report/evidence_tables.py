@@ -18,6 +18,8 @@ from fetalbench.report.bootstrap import N_RESAMPLES, Percentile, Standard
 from fetalbench.report.comparisons import REFERENCE, TableEvidence
 from fetalbench.report.formatting import (
     MISSING,
+    budget_amount,
+    budget_column,
     count,
     labels_needed,
     markdown_table,
@@ -26,6 +28,7 @@ from fetalbench.report.formatting import (
     saving,
     standard,
 )
+from fetalbench.report.record_table import FRACTION, PATIENTS
 from fetalbench.report.statistics import MIN_TEST_PAIRS
 
 FITTED = "‡"
@@ -53,10 +56,12 @@ def _difference_text(row: pd.Series) -> str:
     return f"{text} (n={int(row['pairs'])})"
 
 
-def difference_table(evidence: TableEvidence, order: list[str]) -> str | None:
-    """Rows: non-reference entries; columns: fractions; cells: paired difference in macro F1
-    to the arm's reference [95% interval] and the probability of improvement; None when there is
-    nothing to compare."""
+def difference_table(evidence: TableEvidence, order: list[str],
+                     budget: str = FRACTION) -> str | None:
+    """Rows: non-reference entries; columns: label budgets (fractions, or k patients per class
+    for ``budget`` ``patients``); cells: paired difference in macro F1 to the arm's reference
+    [95% interval] and the probability of improvement; None when there is nothing to
+    compare."""
     differences = evidence.differences
     if differences.empty:
         return None
@@ -65,7 +70,7 @@ def difference_table(evidence: TableEvidence, order: list[str]) -> str | None:
     body = [[entry, *(_difference_text(cells.loc[(entry, f)]) if (entry, f) in cells.index
                       else MISSING for f in fractions)]
             for entry in order if entry in set(differences["entry"])]
-    return markdown_table(["method", *(f"{percent(f)} labels" for f in fractions)], body)
+    return markdown_table(["method", *(budget_column(f, budget) for f in fractions)], body)
 
 
 def minimal_detectable(evidence: TableEvidence) -> str | None:
@@ -169,12 +174,19 @@ def labelled_images_note(rows: pd.DataFrame) -> str | None:
     parts = []
     for validation, group in known.groupby("validation", sort=True):
         counts = group.groupby("fraction")[["labelled", "validation_labelled"]].median()
-        listed = ", ".join(f"{percent(f)}: {row.labelled:.0f} + {row.validation_labelled:.0f}"
-                           for f, row in counts.iterrows())
+        listed = ", ".join(f"{budget_amount(f, budget_of(rows))}: {row.labelled:.0f} + "
+                           f"{row.validation_labelled:.0f}" for f, row in counts.iterrows())
         parts.append(f"`{validation}` validation: {listed}")
     return ("Labelled images per run, training + validation (the validation images choose the "
             "checkpoint, so model selection used them too; median over seeds): "
             + "; ".join(parts) + ".")
+
+
+def budget_of(rows: pd.DataFrame) -> str:
+    """The kind of label budget of a table's rows: ``patients`` when every row's is (its k in
+    ``fraction``), else ``fraction``."""
+    patients = "budget" in rows and len(rows) > 0 and rows["budget"].eq(PATIENTS).all()
+    return PATIENTS if patients else FRACTION
 
 
 def marked(rows: pd.DataFrame, entry: str) -> str:
@@ -207,7 +219,8 @@ def per_machine_table(rows: pd.DataFrame, order: list[str]) -> str | None:
                      *(MISSING if math.isnan(v) else f"{v:.3f}" for v in means)])
     table = markdown_table(
         ["method", *(f"{machine} (n={sizes[machine]})" for machine in machines)], body)
-    return (f"Macro F1 per ultrasound machine at {percent(top['fraction'].iloc[0])} labels "
+    return (f"Macro F1 per ultrasound machine at "
+            f"{budget_column(top['fraction'].iloc[0], budget_of(rows))} "
             f"(mean over seeds; n: test images of the machine):\n\n{table}")
 
 

@@ -9,6 +9,7 @@ import math
 from tabulate import tabulate
 
 from fetalbench.report.bootstrap import Percentile, Standard
+from fetalbench.report.record_table import FRACTION, PATIENTS
 
 MISSING = "—"
 
@@ -16,6 +17,16 @@ MISSING = "—"
 def percent(fraction: float) -> str:
     """0.25 -> "25%"."""
     return f"{fraction * 100:.3g}%"
+
+
+def budget_amount(value: float, budget: str = FRACTION) -> str:
+    """A label budget: a fraction as :func:`percent`, k patients per class as "k=4"."""
+    return f"k={value:g}" if budget == PATIENTS else percent(value)
+
+
+def budget_column(value: float, budget: str = FRACTION) -> str:
+    """A table's column of a label budget: "25% labels", or "k=4" (patients per class)."""
+    return budget_amount(value, budget) if budget == PATIENTS else f"{percent(value)} labels"
 
 
 def signed(value: float) -> str:

@@ -19,9 +19,17 @@ claims of Migliorelli et al. (2024) and their verdicts (:mod:`fetalbench.report.
 - per method with a self-supervised stage (pre-training, the dual task's NT-Xent term), its final
   loss against its chance level, its k-NN probe before and after, and its verdicts.
 
-A table holds one setup (:mod:`fetalbench.report.setup`): records of one dataset and task made
-under two profiles (by content), pools or dataset versions, or of one method under two code
-versions, are refused with one line.
+The tables above are the board's: fine-tuning, label fractions, each profile's own backbone.
+Records of another protocol (the linear evaluation), another backbone (``--backbone``) or label
+budgets in patients (``--patients K``) are never mixed into them: each such setup gets tables of
+its own after the dataset's ranking (:func:`setup_label`; columns k patients per class for a
+patient budget), with the same scores, tests against its own ``supervised_imagenet`` and
+differences, and label efficiency for fraction budgets; the claims, the ranking and the figures
+read the board's tables only.
+
+A table holds one setup (:mod:`fetalbench.report.setup`): records of one table made under two
+profiles (by content), pools or dataset versions, or of one method under two code versions, are
+refused with one line.
 
 The board refuses to read noise (:mod:`fetalbench.runs.learning`): a cell whose runs did not
 all learn is marked † with its seeds' verdicts and kept out of every comparison (bold, ▲/▼,
@@ -46,6 +54,7 @@ from pathlib import Path
 import pandas as pd
 
 from fetalbench.data.sources import DATASETS
+from fetalbench.profiles import PROFILES
 from fetalbench.report import evidence_tables, figures
 from fetalbench.report.claims import CLAIMS, PROTOCOL, VALIDATION, answer, claims_section
 from fetalbench.report.comparisons import (
@@ -57,8 +66,20 @@ from fetalbench.report.comparisons import (
     unread,
     verdict_counts,
 )
-from fetalbench.report.formatting import MISSING, markdown_table, percent
-from fetalbench.report.record_table import EXTRA_METRICS, RecordSet, load_records
+from fetalbench.report.formatting import (
+    MISSING,
+    budget_amount,
+    budget_column,
+    markdown_table,
+    percent,
+)
+from fetalbench.report.record_table import (
+    EXTRA_METRICS,
+    FRACTION,
+    PATIENTS,
+    RecordSet,
+    load_records,
+)
 from fetalbench.report.setup import refuse_mixed_setups
 from fetalbench.report.statistics import (
     ALPHA,
@@ -75,8 +96,12 @@ from fetalbench.storage.digests import sha256_hex
 COMMAND = "fetalbench leaderboard"
 EXTRA_TITLES = {"silhouette": "silhouette", "knn_accuracy": "k-NN accuracy",
                 "pointing_game": "pointing game"}
-QUALIFIERS = {"protocol": "{}", "validation": "{} validation"}
-"""Run settings that name a row when a dataset's records use more than one value of them."""
+QUALIFIERS = {"validation": "{} validation"}
+"""Run settings that name a row when the records of a dataset's setup (:func:`setup_label`) use
+more than one value of them."""
+BOARD = ""
+"""The setup label of the board's tables: fine-tuning, label fractions, the profile's backbone."""
+PROTOCOL_WORDS = {"linear": "linear evaluation of the frozen encoder"}
 MARK = "†"
 """The mark of a cell whose runs did not all learn."""
 
@@ -91,13 +116,31 @@ class Ranking:
     p_values: pd.DataFrame
 
 
+def setup_label(protocol: str, budget: str, backbone: str, profile: str) -> str:
+    """What sets a record's tables apart from the board's (:data:`BOARD`, empty): a protocol
+    other than ``finetune``, a backbone other than its profile's own (``--backbone``; a profile
+    this version does not know keeps its backbone), a label budget in patients per class."""
+    parts = []
+    if protocol != "finetune":
+        parts.append(PROTOCOL_WORDS.get(protocol, f"protocol `{protocol}`"))
+    own = PROFILES[profile].backbone if profile in PROFILES else backbone
+    if backbone != own:
+        parts.append(f"backbone `{backbone}`")
+    if budget == PATIENTS:
+        parts.append("label budgets in k patients per class")
+    return ", ".join(parts)
+
+
 def with_entries(ok: pd.DataFrame) -> pd.DataFrame:
-    """``ok`` plus an ``entry`` column naming a table row: the method, and in parentheses its
-    protocol and validation setting where the dataset's records use more than one of them."""
+    """``ok`` plus a ``setup`` column (:func:`setup_label`) and an ``entry`` column naming a
+    table row: the method, and in parentheses its validation setting where the records of its
+    dataset and setup use more than one."""
     rows = ok.copy()
+    rows["setup"] = [setup_label(*values) for values in zip(
+        rows["protocol"], rows["budget"], rows["backbone"], rows["profile"], strict=True)]
     parts = []
     for column, template in QUALIFIERS.items():
-        several = rows.groupby("dataset")[column].transform("nunique") > 1
+        several = rows.groupby(["dataset", "setup"])[column].transform("nunique") > 1
         parts.append(rows[column].map(template.format).where(several, ""))
     qualifiers = [", ".join(part for part in row if part) for row in zip(*parts, strict=True)]
     rows["entry"] = [f"{method} ({qualifier})" if qualifier else method
@@ -105,21 +148,29 @@ def with_entries(ok: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def _tables(ok: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
-    """(dataset, task, rows) for each table: datasets in registration order, tasks by name."""
+def _tables(ok: pd.DataFrame) -> Iterator[tuple[str, str, str, pd.DataFrame]]:
+    """(dataset, task, setup, rows) for each table: datasets in registration order, the board's
+    tables first, then the other setups by label, tasks by name. A table of patient budgets
+    holds its k in ``fraction``, the column its comparisons are made along."""
     for dataset in DATASETS.names():
-        for task in sorted(ok.loc[ok["dataset"] == dataset, "task"].unique()):
-            yield dataset, task, ok[(ok["dataset"] == dataset) & (ok["task"] == task)]
+        rows = ok[ok["dataset"] == dataset]
+        for setup in sorted(rows["setup"].unique()):
+            for task in sorted(rows.loc[rows["setup"] == setup, "task"].unique()):
+                table = rows[(rows["setup"] == setup) & (rows["task"] == task)]
+                if table["budget"].eq(PATIENTS).all():
+                    table = table.assign(fraction=table["patients"])
+                yield dataset, task, setup, table
 
 
-def board_evidence(ok: pd.DataFrame) -> dict[tuple[str, str], TableEvidence]:
-    """The evidence of every table of ``ok`` (with entries), by (dataset, task); a table that
-    mixes setups is refused (:func:`~fetalbench.report.setup.refuse_mixed_setups`)."""
+def board_evidence(ok: pd.DataFrame) -> dict[tuple[str, str, str], TableEvidence]:
+    """The evidence of every table of ``ok`` (with entries), by (dataset, task, setup); a
+    table that mixes setups is refused (:func:`~fetalbench.report.setup.refuse_mixed_setups`)."""
     evidence = {}
-    for dataset, task, rows in _tables(ok):
+    for dataset, task, setup, rows in _tables(ok):
         refuse_mixed_setups(rows)
-        evidence[dataset, task] = table_evidence(rows)
+        evidence[dataset, task, setup] = table_evidence(rows)
     return evidence
+
 
 
 def _entry_order(entries: list[str]) -> list[str]:
@@ -160,7 +211,7 @@ def _cell_text(cell: pd.Series) -> str:
     return text if cell["learned"] else f"{text} {MARK}"
 
 
-def _score_table(summary: pd.DataFrame) -> str:
+def _score_table(summary: pd.DataFrame, budget: str = FRACTION) -> str:
     fractions = sorted(summary["fraction"].unique())
     cells = summary.set_index(["entry", "fraction"])
     body = [
@@ -168,7 +219,7 @@ def _score_table(summary: pd.DataFrame) -> str:
                   if (entry, fraction) in cells.index else MISSING for fraction in fractions)]
         for entry in _entry_order(list(summary["entry"].unique()))
     ]
-    return markdown_table(["method", *(f"{percent(f)} labels" for f in fractions)], body)
+    return markdown_table(["method", *(budget_column(f, budget) for f in fractions)], body)
 
 
 def marked_note(rows: pd.DataFrame, summary: pd.DataFrame) -> str | None:
@@ -183,7 +234,8 @@ def marked_note(rows: pd.DataFrame, summary: pd.DataFrame) -> str | None:
     for cell in marked.itertuples():
         runs = rows[(rows["entry"] == cell.entry) & (rows["fraction"] == cell.fraction)]
         stages = sorted({stage for names in runs["unlearned_stages"] for stage in names})
-        parts.append(f"`{cell.entry}` at {percent(cell.fraction)}: {cell.verdicts}"
+        amount = budget_amount(cell.fraction, evidence_tables.budget_of(rows))
+        parts.append(f"`{cell.entry}` at {amount}: {cell.verdicts}"
                      + (f" ({', '.join(stages)})" if stages else " (no stage checked)"
                         if (runs["learning"] == "not checked").any() else ""))
     return (f"{MARK} Runs that did not all learn, kept out of every comparison (verdict, seeds; "
@@ -246,8 +298,8 @@ def _extras_table(rows: pd.DataFrame) -> str | None:
              *(MISSING if math.isnan(value) else f"{value:.3f}" for value in means.loc[entry])]
             for entry in _entry_order(list(means.index))]
     table = markdown_table(["method", *(EXTRA_TITLES[key] for key in present)], body)
-    return (f"Representation and localisation at {percent(top['fraction'].iloc[0])} labels "
-            f"(mean over seeds):\n\n{table}")
+    at = budget_column(top["fraction"].iloc[0], evidence_tables.budget_of(rows))
+    return f"Representation and localisation at {at} (mean over seeds):\n\n{table}"
 
 
 def unread_lines(rows: pd.DataFrame, evidence: TableEvidence) -> list[str]:
@@ -446,11 +498,48 @@ def _no_real_data_section() -> str:
     ])
 
 
+def _setup_sections(rows: pd.DataFrame, title: str,
+                    evidence: dict[tuple[str, str, str], TableEvidence]) -> list[str]:
+    """The tables of a dataset's records outside the board (:func:`setup_label`), one per setup
+    and task: scores, tests and differences against the setup's own reference, label
+    efficiency for fraction budgets (for patient budgets the curve's rise is defined on
+    fractions, so none), representation metrics."""
+    if rows.empty:
+        return []
+    parts = [f"### {title}: other setups\n\nRecords of another protocol, backbone or kind of "
+             "label budget than the board's (fine-tuning, label fractions, the profile's own "
+             "backbone), each setup in tables of its own and compared only within them; the "
+             "claims, the ranking and the figures above do not read them."]
+    for dataset, task, setup, table_rows in _tables(rows):
+        table = evidence[(dataset, task, setup)]
+        summary = summarise_table(table)
+        budget = evidence_tables.budget_of(table_rows)
+        parts += [
+            f"### {title}: task `{task}`, {setup}",
+            f"Classes: {', '.join(table_rows['classes'].iloc[0])}.",
+            _score_table(summary, budget),
+            _score_notes(table_rows, summary, table),
+        ]
+        if budget == FRACTION:
+            parts += _evidence_parts(table_rows, table)
+        else:
+            order = _entry_order(list(table.curves))
+            differences = evidence_tables.difference_table(table, order, budget)
+            if differences:
+                parts += [f"Difference to `{REFERENCE}`:", differences,
+                          evidence_tables.difference_notes(table)]
+        extras = _extras_table(table_rows)
+        parts += [extras] if extras else []
+    return parts
+
+
 def _failed_section(failed: pd.DataFrame) -> str:
     if failed.empty:
         return "## Failed runs\n\nNone."
     body = [
-        [row.dataset, row.task, row.method, row.protocol, percent(row.fraction), str(row.seed),
+        [row.dataset, row.task, row.method, row.protocol,
+         budget_amount(row.patients if row.budget == PATIENTS else row.fraction, row.budget),
+         str(row.seed),
          " ".join(row.error.split())[:120].replace("|", "\\|"), f"`{row.path}`"]
         for row in failed.itertuples()
     ]
@@ -467,7 +556,7 @@ def _record_set_hash(records: RecordSet) -> str:
 
 
 def render_leaderboard(records: RecordSet, command: str, figures_dir: Path | None,
-                       evidence: dict[tuple[str, str], TableEvidence] | None = None) -> str:
+                       evidence: dict[tuple[str, str, str], TableEvidence] | None = None) -> str:
     """The leaderboard's Markdown for ``records``.
 
     ``command`` is the command that regenerates it (named in the header); ``figures_dir`` is the
@@ -504,11 +593,12 @@ def render_leaderboard(records: RecordSet, command: str, figures_dir: Path | Non
                          "methods on synthetic data only.")
         else:
             parts.append(f"## {title} (real data)\n\n{registered.description}")
-        answers = [answer(claim, rows[rows["task"] == claim.task],
-                          evidence.get((dataset, claim.task))) for claim in CLAIMS]
+        board = rows[rows["setup"] == BOARD]
+        answers = [answer(claim, board[board["task"] == claim.task],
+                          evidence.get((dataset, claim.task, BOARD))) for claim in CLAIMS]
         parts.append(claims_section(answers, title, registered.synthetic))
-        for _, task, table_rows in _tables(rows):
-            table = evidence[(dataset, task)]
+        for _, task, _, table_rows in _tables(board):
+            table = evidence[(dataset, task, BOARD)]
             summary = summarise_table(table)
             parts += [
                 f"### {title}: task `{task}`",
@@ -527,10 +617,12 @@ def render_leaderboard(records: RecordSet, command: str, figures_dir: Path | Non
                     f"({link(figures.per_class_name(dataset, task))})"
                 )
                 parts.append(_explain_section(table_rows, link))
-        ranking = rank_dataset(rows)
-        cd_link = link(figures.critical_difference_name(dataset)) if draws_diagram(ranking) \
-            else None
-        parts.append(_ranking_section(rows, ranking, cd_link))
+        if not board.empty:
+            ranking = rank_dataset(board)
+            cd_link = link(figures.critical_difference_name(dataset)) \
+                if draws_diagram(ranking) else None
+            parts.append(_ranking_section(board, ranking, cd_link))
+        parts += _setup_sections(rows[rows["setup"] != BOARD], title, evidence)
     if not ok["synthetic"].eq(False).any():
         parts.append(_no_real_data_section())
     parts.append(_failed_section(records.failed))
@@ -538,18 +630,20 @@ def render_leaderboard(records: RecordSet, command: str, figures_dir: Path | Non
 
 
 def write_figures(records: RecordSet, figures_dir: Path,
-                  evidence: dict[tuple[str, str], TableEvidence] | None = None) -> None:
+                  evidence: dict[tuple[str, str, str], TableEvidence] | None = None) -> None:
     """Write every figure the leaderboard links to into ``figures_dir``."""
     ok = with_entries(records.ok)
     evidence = board_evidence(ok) if evidence is None else evidence
-    for dataset, task, rows in _tables(ok):
+    for dataset, task, _, rows in _tables(ok[ok["setup"] == BOARD]):
         title = f"{DATASETS.get(dataset).title}, task {task}"
+        table = evidence[(dataset, task, BOARD)]
         figures.plot_label_efficiency(
-            evidence[(dataset, task)], _entry_order(list(evidence[(dataset, task)].curves)),
+            table, _entry_order(list(table.curves)),
             title, figures_dir / figures.label_efficiency_name(dataset, task))
         figures.plot_per_class(rows, title, figures_dir / figures.per_class_name(dataset, task))
     for dataset in DATASETS.names():
-        ranking = rank_dataset(ok[ok["dataset"] == dataset])
+        board = ok[(ok["dataset"] == dataset) & (ok["setup"] == BOARD)]
+        ranking = None if board.empty else rank_dataset(board)
         if draws_diagram(ranking):
             figures.plot_critical_difference(
                 ranking.mean_ranks, ranking.p_values, DATASETS.get(dataset).title,

@@ -1,8 +1,12 @@
 """Run records -> pandas: every record under a results folder, validated, one row per run.
 
-A cell of the benchmark is (dataset, task, method, protocol, validation setting, label
-fraction); its seeds are the repeated runs that the leaderboard aggregates (a record made
-before the spec had a validation setting used the whole carve-out: ``fixed``). Loading refuses
+A cell of the benchmark is (dataset, task, method, protocol, backbone, validation setting, label
+budget); its seeds are the repeated runs that the leaderboard aggregates (a record made
+before the spec had a validation setting used the whole carve-out: ``fixed``). The backbone is
+the spec's profile's (``--backbone`` replaces it there). The label budget is a fraction
+(``budget`` ``fraction``: ``fraction`` in (0, 1], ``patients`` NaN) or k patients per class
+(``budget`` ``patients``, ``fetalbench run --patients K``: ``patients`` k, ``fraction`` NaN).
+Loading refuses
 anything that would make a cell ambiguous: a malformed record, two records of one spec or of one
 cell and seed, or records of one cell made with different settings (profile, unlabelled pool,
 dataset fingerprint); and a record that fails a check of ``fetalbench validate``
@@ -47,18 +51,21 @@ from fetalbench.data.sources import DATASETS
 from fetalbench.data.splits import VALIDATION_SETTINGS
 from fetalbench.data.test_manifests import patient_manifest
 from fetalbench.errors import FetalbenchError
+from fetalbench.methods.registry import PROTOCOLS
 from fetalbench.runs.learning import LEARNED, NOT_CHECKED, VERDICTS
 from fetalbench.runs.records import READABLE_SCHEMAS, SCHEMA_VERSION, record_files
 from fetalbench.runs.spec import spec_hash
 from fetalbench.runs.validation import validate_record
 
-PROTOCOLS = ("finetune", "linear")
-CELL = ("dataset", "task", "method", "protocol", "validation", "fraction")
+FRACTION, PATIENTS = "fraction", "patients"
+"""The kinds of label budget (a row's ``budget``)."""
+CELL = ("dataset", "task", "method", "protocol", "backbone", "validation", "budget", "fraction",
+        "patients")
 EXTRA_METRICS = {"silhouette": "embedding", "knn_accuracy": "embedding",
                  "pointing_game": "localisation"}
-RUN_COLUMNS = ("method", "task", "dataset", "synthetic", "fraction", "seed", "protocol",
-               "validation", "pool", "profile", "profile_digest", "dataset_fingerprint",
-               "spec_hash", "path")
+RUN_COLUMNS = ("method", "task", "dataset", "synthetic", "budget", "fraction", "patients", "seed",
+               "protocol", "backbone", "validation", "pool", "profile", "profile_digest",
+               "dataset_fingerprint", "spec_hash", "path")
 LEARNING_COLUMNS = ("learning", "learned", "unlearned_stages", "pretraining_stage",
                     "pretraining_loss", "pretraining_chance", "pretraining_chance_rule",
                     "pretraining_probe_start", "pretraining_probe_end", "pretraining_verdict")
@@ -167,7 +174,7 @@ class _RecordReader:
             "method": self.field(spec, "method", "text", "spec."),
             "task": self.field(spec, "task", "text", "spec."),
             "dataset": self.choice(spec, "dataset", tuple(DATASETS.names()), "spec."),
-            "fraction": float(self.field(spec, "fraction", "a number", "spec.")),
+            **self.budget(spec),
             "seed": self.field(spec, "seed", "a whole number", "spec."),
             "protocol": self.choice(spec, "protocol", PROTOCOLS, "spec."),
             "validation": (self.choice(spec, "validation", VALIDATION_SETTINGS, "spec.")
@@ -178,8 +185,7 @@ class _RecordReader:
         profile = self.field(spec, "profile", "an object", "spec.")
         row["profile"] = self.field(profile, "name", "text", "spec.profile.")
         row["profile_digest"] = spec_hash(profile)[:12]
-        if not 0 < row["fraction"] <= 1:
-            raise self.fail(f"spec.fraction {row['fraction']} is not in (0, 1]")
+        row["backbone"] = self.field(profile, "backbone", "text", "spec.profile.")
         row["spec_hash"] = self.field(record, "spec_hash", "text", "")
         row["path"] = self.file.relative_to(root).as_posix()
         dataset = self.field(record, "dataset", "an object", "")
@@ -201,6 +207,20 @@ class _RecordReader:
         self.refuse_invalid(record, root)
         setup = json.dumps([profile, row["pool"], row["dataset_fingerprint"]], sort_keys=True)
         return _Loaded(self.file, row, setup)
+
+    def budget(self, spec: dict) -> dict:
+        """The label budget: a fraction in (0, 1], or k patients per class (``fraction``
+        null)."""
+        if spec.get("patients_per_class") is None:
+            fraction = float(self.field(spec, "fraction", "a number", "spec."))
+            if not 0 < fraction <= 1:
+                raise self.fail(f"spec.fraction {fraction} is not in (0, 1]")
+            return {"budget": FRACTION, "fraction": fraction, "patients": math.nan}
+        patients = self.field(spec, "patients_per_class", "a whole number", "spec.")
+        if patients < 1 or spec.get("fraction") is not None:
+            raise self.fail(f"spec.patients_per_class {patients} needs to be at least 1 with "
+                            "spec.fraction null")
+        return {"budget": PATIENTS, "fraction": math.nan, "patients": float(patients)}
 
     def git_version(self, record: dict) -> str:
         """A schema-3 record's code version: ``git`` and its revision (``-dirty`` when the work
@@ -341,20 +361,22 @@ def _refuse_duplicates(loaded: list[_Loaded]) -> None:
                 f"duplicate run records {other} and {item.file} (same spec_hash "
                 f"{row['spec_hash']}); delete one of them"
             )
-        cell = tuple(row[key] for key in CELL)
+        cell = tuple(None if _is_number(row[key]) and math.isnan(row[key]) else row[key]
+                     for key in CELL)
         other = by_run.setdefault((*cell, row["seed"]), item.file)
         if other != item.file:
             raise FetalbenchError(
                 f"duplicate run records {other} and {item.file} (same dataset, task, method, "
-                f"protocol, validation, fraction and seed {row['seed']}); delete the one you do "
-                "not want"
+                f"protocol, backbone, validation, label budget and seed {row['seed']}); delete "
+                "the one you do not want"
             )
         first = by_cell.setdefault(cell, item)
         if first.setup != item.setup:
             raise FetalbenchError(
                 f"run records {first.file} and {item.file} are one cell "
-                f"({', '.join(map(str, cell))}) but differ in profile, unlabelled pool or "
-                f"dataset fingerprint; keep one setting per cell (delete or move the others)"
+                f"({', '.join(str(key) for key in cell if key is not None)}) but differ in "
+                "profile, unlabelled pool or dataset fingerprint; keep one setting per cell "
+                "(delete or move the others)"
             )
 
 

@@ -1,10 +1,12 @@
 """One table, one setup: what must be equal across the records a table compares.
 
-A table is one (dataset, task); its key also holds the dataset version (its fingerprint: one test
-set), the profile *by content* (``profile_digest``, so a profile edited under its old name is
-another setup), the unlabelled pool, and, per arm, the
-validation setting and the protocol (:mod:`fetalbench.report.replicates`; each entry is compared
-with the reference of its own arm, which therefore shares the whole key). So a curve never joins
+A table is one (dataset, task, setup): the setup, its protocol, backbone and kind of label
+budget (:func:`fetalbench.report.leaderboard.setup_label`), puts records the CLI can make outside
+the board's setup in tables of their own instead of refusing them. Its key also holds the dataset
+version (its fingerprint: one test set), the profile *by content* (``profile_digest``, so a
+profile edited under its old name is another setup), the unlabelled pool, and, per arm, the
+validation setting (:mod:`fetalbench.report.replicates`; each entry is compared with the
+reference of its own arm, which therefore shares the whole key). So a curve never joins
 a ``quick`` 5% cell to a ``paper`` 100% cell, and a method is never compared with a reference
 trained at another scale or on another pool. And each method's code version
 (:mod:`fetalbench.runs.code_version`) is one per table: a grid resumed after a code change keeps

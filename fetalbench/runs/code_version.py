@@ -88,6 +88,8 @@ def code_digest(roots: tuple[str, ...]) -> str:
 
 @functools.cache
 def method_code_version(method: str) -> str:
-    """The code version of ``method``: :func:`code_digest` of its module and the executor."""
-    module = METHODS.get(method).train.__module__
+    """The code version of ``method``: :func:`code_digest` of its module (its ``train``'s, or
+    its ``encoder``'s for an encoder-only method) and the executor."""
+    registered = METHODS.get(method)
+    module = (registered.train or registered.encoder).__module__
     return code_digest(tuple(sorted({"fetalbench", EXECUTOR, module})))

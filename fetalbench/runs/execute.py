@@ -21,7 +21,6 @@ from typing import Literal
 import numpy as np
 import pytorch_lightning as pl
 
-from fetalbench.data.image_cache import load_images
 from fetalbench.data.prepare import RunData, prepare_run_data
 from fetalbench.data.sources import DatasetSource, open_source
 from fetalbench.data.split_files import split_checksum
@@ -33,7 +32,7 @@ from fetalbench.methods.api import FrozenEncoder, MethodContext, MethodResult
 from fetalbench.methods.backbones import GrayscaleBackbone
 from fetalbench.methods.engine import predict
 from fetalbench.methods.execution import SINGLE_PROCESS, Execution, launched_rank
-from fetalbench.methods.features import cached_features, features_key
+from fetalbench.methods.features import task_features
 from fetalbench.methods.linear_evaluation import linear_evaluation
 from fetalbench.paths import cache_relative
 from fetalbench.runs.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_classifier
@@ -254,18 +253,8 @@ def _evaluate_frozen(frozen: FrozenEncoder, context: MethodContext, prepared: Ru
     (:mod:`fetalbench.methods.features`)."""
     spec, split, started = context.spec, prepared.split, time.perf_counter()
     encoder = frozen.encoder
-    resolution = encoder.resolution or spec.profile.resolution
-
-    def images() -> np.ndarray:
-        if resolution == prepared.resolution:
-            return prepared.images
-        catalog = prepared.source.catalog
-        return load_images(catalog, prepared.source.identity.fingerprint, resolution,
-                           context.cache_root)[prepared.rows.index.to_numpy()]
-
-    key = features_key(encoder, spec.dataset_fingerprint, spec.task, resolution,
-                       len(prepared.rows))
-    features, reused = cached_features(encoder, images, key, context.cache_root, context.log)
+    features, key, reused = task_features(encoder, prepared, context.cache_root, context.log)
+    resolution = encoder.resolution or prepared.resolution
     embedded = time.perf_counter()
     classes = prepared.task.classes
     evaluation = linear_evaluation(features, prepared.labels, split.labelled, split.validation,

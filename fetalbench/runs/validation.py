@@ -2,8 +2,9 @@
 
 A record passes when its schema is one this version reads (:data:`~fetalbench.runs.records.
 READABLE_SCHEMAS`), its spec hash recomputes from its spec, its profile is the registered profile
-of its name (:data:`fetalbench.profiles.PROFILES`, compared field by field: a record made under
-a shortened or edited profile that kept the real one's name is refused), it is portable (no
+of its name (:data:`fetalbench.profiles.PROFILES`, compared field by field but the backbone,
+which ``fetalbench run --backbone NAME`` replaces there: a record made under a shortened or
+edited profile that kept the real one's name is refused), it is portable (no
 folder or host of the machine that made it), its numbers agree with each other (the confusion
 matrix sums to the test images, and macro F1, per-class sensitivity and precision, accuracy and
 balanced accuracy are what the matrix gives; the per-image test predictions give the matrix, and
@@ -98,8 +99,14 @@ def check_schema(record: dict) -> Iterator[Finding]:
                       f"({', '.join(map(str, READABLE_SCHEMAS))}); {RERUN}")
 
 
+REPLACEABLE = ("backbone",)
+"""Profile fields a run may set apart from its profile's: ``--backbone NAME`` (any timm model,
+the spec naming it)."""
+
+
 def check_profile(record: dict) -> Iterator[Finding]:
-    """``spec.profile`` is, field by field, the registered profile of its name."""
+    """``spec.profile`` is, field by field, the registered profile of its name, but for the
+    fields a run may replace (:data:`REPLACEABLE`), which must be non-empty text."""
     profile = record["spec"]["profile"]
     name = profile["name"]
     registered = PROFILES.get(name)
@@ -109,7 +116,9 @@ def check_profile(record: dict) -> Iterator[Finding]:
         return
     expected = dataclasses.asdict(registered)
     differing = sorted(key for key in expected.keys() | profile.keys()
-                       if profile.get(key) != expected.get(key))
+                       if profile.get(key) != expected.get(key) and not (
+                           key in REPLACEABLE and isinstance(profile.get(key), str)
+                           and profile[key]))
     if differing:
         yield Finding("profile", f"spec.profile is not the registered profile {name!r} "
                       f"({', '.join(differing)} differ): a record of a shortened or edited "

@@ -1,14 +1,19 @@
 """How hard is the phantom? A fixed, cheap probe that any change to the generator must pass.
 
-Frozen ImageNet features (EfficientNet-Lite0 with the offline weights) and scikit-learn's logistic
-regression at ``C = 1`` (the functions the linear evaluation uses:
-:func:`~fetalbench.methods.features.embed` and
-:func:`~fetalbench.methods.linear_evaluation.fit_logistic`), macro F1 on the official test split at
-5% and 100% of the training labels, for both tasks. The phantom is a fair stand-in when the six
-planes are easier than the three brain planes at both label amounts, and the brain planes sit well
-above chance yet below 0.90 at 100% labels, leaving room for better representations to show (the
-linear-evaluation protocol of Kolesnikov et al., "Revisiting Self-Supervised Visual Representation
-Learning", CVPR 2019).
+The probe is the linear evaluation of a run, by construction: for each task and label fraction
+it is what ``fetalbench run --method supervised_imagenet --protocol linear`` at that task,
+fraction and seed computes, and its score is that run's test macro F1. The same split
+(:func:`~fetalbench.data.prepare.prepare_run_data`: :func:`~fetalbench.data.splits.split_task`
+with the profile's validation carve-out), the same frozen encoder (the profile's backbone with
+ImageNet weights, as :func:`~fetalbench.methods.supervised.supervised_encoder` builds it), the
+same cached features (:func:`~fetalbench.methods.features.task_features`) and the same
+:func:`~fetalbench.methods.linear_evaluation.linear_evaluation` (an L2 logistic regression whose
+``C`` is chosen by validation macro F1, refitted at it on the labelled and validation images;
+Kolesnikov et al., "Revisiting Self-Supervised Visual Representation Learning", CVPR 2019).
+Scores are test macro F1 at 5% and 100% of the labels, for both tasks. The phantom is a fair
+stand-in when the six planes are easier than the three brain planes at both label amounts, and
+the brain planes sit well above chance yet below 0.90 at 100% labels, leaving room for better
+representations to show.
 
 The probe sees images at a profile's resolution (``quick``'s 64 px by default), decoded as that
 profile's runs decode them. Its numbers for each generator version and resolution measured are
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,22 +41,23 @@ from tabulate import tabulate
 from fetalbench.data.phantom.render import MANIFEST_NAME
 from fetalbench.data.prepare import prepare_run_data
 from fetalbench.data.sources import DatasetSource, open_source
-from fetalbench.data.splits import TaskSplit, nested_labelled_subsets
 from fetalbench.data.tasks import TASKS
 from fetalbench.errors import FetalbenchError
 from fetalbench.methods.backbones import create_backbone
-from fetalbench.methods.features import embed
-from fetalbench.methods.linear_evaluation import fit_logistic, predict
+from fetalbench.methods.features import task_features
+from fetalbench.methods.linear_evaluation import linear_evaluation
 from fetalbench.profiles import QUICK, get_profile
 from fetalbench.runs.metrics import macro_f1
 
 PROBE_TASKS = ("planes", "brain")
 PROBE_FRACTIONS = (0.05, 1.0)
-PROBE_BACKBONE = "tf_efficientnet_lite0"
-PROBE_C = 1.0
-"""The probe's fixed inverse L2 strength: it selects no model, so it keeps no validation set."""
+PROBE_INIT = "imagenet"
+"""The probe's encoder: the profile's backbone from ImageNet weights (``supervised_imagenet``)."""
+PROBE_POOL = "task"
+"""A run's default unlabelled pool (the linear evaluation reads none)."""
 DEFAULT_PROFILE = QUICK.name
-"""The profile whose resolution the probe uses unless told otherwise: the CPU profile."""
+"""The profile whose resolution, backbone and validation carve-out the probe uses unless told
+otherwise: the CPU profile."""
 FLOOR_ABOVE_CHANCE = 0.15
 """``brain`` at 100% labels must reach chance + this. Never lower it (module doc)."""
 CEILING = 0.90
@@ -62,11 +69,17 @@ MATCH_DECIMALS = 3
 
 @dataclass(frozen=True)
 class ProbeScore:
-    """Test macro F1 of the probe on one task at one label fraction."""
+    """Test macro F1 of the probe on one task at one label fraction: the macro F1 of the run of
+    ``supervised_imagenet`` under the linear protocol at that task, fraction and seed."""
 
     task: str
     fraction: float
     n_labelled: int
+    """The run's labelled images (``split.labelled``)."""
+    n_validation: int
+    """Its validation images, which choose ``c`` and join the final fit."""
+    c: float
+    """The inverse L2 strength chosen on validation."""
     macro_f1: float
     chance_macro_f1: float
 
@@ -124,10 +137,12 @@ class Calibration:
     @classmethod
     def from_json(cls, entry: dict) -> Calibration:
         """The calibration an entry of ``calibration.json`` holds."""
-        names = {f.name for f in fields(cls)}
-        if set(entry) != names:
-            raise FetalbenchError(f"a calibration entry has keys {sorted(entry)}; expected "
-                                  f"{sorted(names)}")
+        for part, kind in ((entry, cls), *((score, ProbeScore) for score in entry["scores"])):
+            names = {f.name for f in fields(kind)}
+            if set(part) != names:
+                raise FetalbenchError(f"a calibration {kind.__name__} has keys {sorted(part)}; "
+                                      f"expected {sorted(names)} (recalibrate: "
+                                      f"docs/calibration.md)")
         return cls(**{
             **entry,
             "scores": tuple(ProbeScore(**score) for score in entry["scores"]),
@@ -174,41 +189,38 @@ def phantom_version(source: DatasetSource) -> str:
     return version_name(int(json.loads(manifest.read_text())["generator_version"]))
 
 
-def probe_training_positions(split: TaskSplit) -> np.ndarray:
-    """Every official training image of the task: the split's train and validation positions
-    (sorted). The probe selects no model, so it keeps no validation carve-out apart."""
-    return np.union1d(split.train, split.validation)
-
-
-def probe(source: DatasetSource, cache_root: Path, resolution: int,
-          seed: int = 0) -> list[ProbeScore]:
+def probe(source: DatasetSource, cache_root: Path, resolution: int, seed: int = 0,
+          profile: str = DEFAULT_PROFILE,
+          log: Callable[[str], None] = lambda _: None) -> list[ProbeScore]:
     """The probe's four numbers (two tasks x two label fractions) on ``source``.
 
-    Each task's images come from :func:`~fetalbench.data.prepare.prepare_run_data` at
-    ``resolution``, as a run's do. The label fractions are drawn from every official training
-    image of the task (:func:`probe_training_positions`). The logistic regression runs on one
-    BLAS thread whatever the machine's (:func:`~fetalbench.methods.linear_evaluation.fit_logistic`).
+    Each is the linear evaluation a run of ``supervised_imagenet`` at that task, fraction and
+    ``seed`` under ``profile`` (its backbone and validation carve-out) at ``resolution`` makes:
+    the run's split and images (:func:`~fetalbench.data.prepare.prepare_run_data`), its cached
+    features (:func:`~fetalbench.methods.features.task_features`, computed once per task and
+    shared with runs) and :func:`~fetalbench.methods.linear_evaluation.linear_evaluation`. The
+    logistic regression runs on one BLAS thread whatever the machine's.
     """
+    settings = get_profile(profile)
+    encoder = create_backbone(settings.backbone, PROBE_INIT)
     scores = []
-    backbone = create_backbone(PROBE_BACKBONE, "imagenet")
     for task_name in PROBE_TASKS:
         task = TASKS.get(task_name)
-        data = prepare_run_data(source, task, 1.0, seed, QUICK.validation_fraction, "task",
-                                resolution, cache_root)
-        features = embed(backbone, data.images)
-        labels, test = data.labels, data.split.test
-        train = probe_training_positions(data.split)
-        subsets = nested_labelled_subsets(data.rows.iloc[train], PROBE_FRACTIONS, seed)
-        for fraction, positions in subsets.items():
-            labelled = train[positions]
-            classifier = fit_logistic(features[labelled], labels[labelled], PROBE_C)
-            predicted = predict(classifier, features[test])
+        for fraction in PROBE_FRACTIONS:
+            data = prepare_run_data(source, task, fraction, seed, settings.validation_fraction,
+                                    PROBE_POOL, resolution, cache_root)
+            features, _, _ = task_features(encoder, data, cache_root, log)
+            split, n_classes = data.split, len(task.classes)
+            evaluation = linear_evaluation(features, data.labels, split.labelled,
+                                           split.validation, split.test, n_classes)
             scores.append(ProbeScore(
                 task=task_name,
                 fraction=fraction,
-                n_labelled=len(labelled),
-                macro_f1=macro_f1(labels[test], predicted, len(task.classes)),
-                chance_macro_f1=chance_macro_f1(labels[test], len(task.classes)),
+                n_labelled=len(split.labelled),
+                n_validation=len(split.validation),
+                c=evaluation.c,
+                macro_f1=macro_f1(data.test_labels, evaluation.predictions, n_classes),
+                chance_macro_f1=chance_macro_f1(data.test_labels, n_classes),
             ))
     return scores
 
@@ -217,7 +229,7 @@ def calibrate(cache_root: Path, resolution: int | None = None, seed: int = 0,
               profile: str = DEFAULT_PROFILE) -> list[ProbeScore]:
     """The probe's four numbers on the built-in phantom, at ``resolution`` or the profile's."""
     source = open_source("phantom", None, cache_root)
-    return probe(source, cache_root, probe_resolution(profile, resolution), seed)
+    return probe(source, cache_root, probe_resolution(profile, resolution), seed, profile)
 
 
 def measure_calibration(cache_root: Path, profile: str = DEFAULT_PROFILE,
@@ -227,7 +239,7 @@ def measure_calibration(cache_root: Path, profile: str = DEFAULT_PROFILE,
     source = open_source("phantom", None, cache_root)
     resolution = probe_resolution(profile, resolution)
     start = time.perf_counter()
-    scores = probe(source, cache_root, resolution, seed)
+    scores = probe(source, cache_root, resolution, seed, profile)
     return Calibration(
         generator_version=phantom_version(source),
         resolution=resolution,
@@ -297,9 +309,11 @@ def differences(fresh: list[ProbeScore], committed: list[ProbeScore]) -> list[st
               for task, fraction in old.keys() - new.keys()]
     for key in sorted(new.keys() & old.keys()):
         a, b = new[key], old[key]
-        for name in ("n_labelled", "macro_f1", "chance_macro_f1"):
+        for name in ("n_labelled", "n_validation", "c", "macro_f1", "chance_macro_f1"):
             now, then = getattr(a, name), getattr(b, name)
-            if isinstance(now, float):
+            if name == "c":
+                now, then = f"{now:g}", f"{then:g}"
+            elif isinstance(now, float):
                 now, then = _rounded(now), _rounded(then)
             if now != then:
                 lines.append(f"{key[0]} {key[1]:.0%} {name}: {now} now, {then} committed")
@@ -311,9 +325,9 @@ def format_calibration(scores: list[ProbeScore], committed: list[ProbeScore] | N
     """A table of the probe's scores (beside the committed ones, when given) and whether the
     phantom meets its difficulty targets."""
     old = {(s.task, s.fraction): s for s in committed or ()}
-    headers = ("task", "labels", "n labelled", "test macro F1", "chance")
-    rows = [[s.task, f"{s.fraction:.0%}", s.n_labelled, _rounded(s.macro_f1),
-             _rounded(s.chance_macro_f1)] for s in scores]
+    headers = ("task", "labels", "n labelled", "n validation", "C", "test macro F1", "chance")
+    rows = [[s.task, f"{s.fraction:.0%}", s.n_labelled, s.n_validation, f"{s.c:g}",
+             _rounded(s.macro_f1), _rounded(s.chance_macro_f1)] for s in scores]
     if committed is not None:
         headers += ("committed F1",)
         for row, s in zip(rows, scores, strict=True):
@@ -321,7 +335,8 @@ def format_calibration(scores: list[ProbeScore], committed: list[ProbeScore] | N
             row.append(_rounded(match.macro_f1) if match else "-")
     what = "phantom" + (f" {version}" if version else "")
     at = f" at {resolution} px" if resolution is not None else ""
-    lines = [f"{what} (SYNTHETIC) difficulty{at}, frozen ImageNet probe",
+    lines = [f"{what} (SYNTHETIC) difficulty{at}, linear evaluation of the frozen ImageNet "
+             f"encoder (supervised_imagenet --protocol linear)",
              tabulate(rows, headers=headers)]
     lines += [f"{'pass' if ok else 'FAIL'}  {CHECK_DESCRIPTIONS[name]}"
               for name, ok in calibration_checks(scores).named().items()]
