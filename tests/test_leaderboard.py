@@ -21,6 +21,8 @@ from fetalbench.report.leaderboard import (
     render_leaderboard,
     write_leaderboard,
 )
+from fetalbench.report.published import TITLE as PUBLISHED_TITLE
+from fetalbench.report.published import published_results
 from fetalbench.report.record_table import load_records
 from fetalbench.runs.learning import DID_NOT_LEARN, LEARNED, StageCheck, checked, learning_section
 from fetalbench.runs.metrics import (
@@ -560,3 +562,13 @@ def test_a_cell_that_did_not_learn_is_marked_and_kept_out_of_comparisons(tmp_pat
     assert "byol" not in ranking and "simclr" in ranking
     assert "Never ranked, no cell of theirs has runs that all learned (†): `byol`." in text
     assert "over the 2 cells (task x label fraction) where all 4 ranked methods" in text
+
+
+def test_published_results_have_their_own_section_with_a_source_per_row(results: Path):
+    text = render_leaderboard(load_records(results), "fetalbench leaderboard", None)
+    board, published = text.split(PUBLISHED_TITLE)
+    assert "FetalCLIP" not in board and "USFM" not in board  # never in a table of runs
+    published_table = published.split("## Failed runs")[0]
+    rows = [line for line in published_table.splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == len(published_results()["rows"]) >= 1
+    assert all("arXiv" in row for row in rows)  # every number names where it was checked

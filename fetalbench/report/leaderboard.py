@@ -73,6 +73,7 @@ from fetalbench.report.formatting import (
     markdown_table,
     percent,
 )
+from fetalbench.report.published import published_section
 from fetalbench.report.record_table import (
     EXTRA_METRICS,
     FRACTION,
@@ -625,6 +626,7 @@ def render_leaderboard(records: RecordSet, command: str, figures_dir: Path | Non
         parts += _setup_sections(rows[rows["setup"] != BOARD], title, evidence)
     if not ok["synthetic"].eq(False).any():
         parts.append(_no_real_data_section())
+    parts.append(published_section())
     parts.append(_failed_section(records.failed))
     return "\n\n".join(parts) + "\n"
 
