@@ -26,8 +26,10 @@ BASE = RunRequest(method="simclr", task="planes", dataset="fetal_planes_db",
                   pool="task", profile="smoke")
 OTHER_VALUE = {"method": "simclr_imagenet", "task": "brain", "dataset": "phantom",
                "data_root": Path("other-root"), "fraction": 0.5, "seed": 1,
-               "protocol": "linear", "pool": "dataset", "profile": "quick", "validation": "scaled"}
-"""For every field of a request, another value of it."""
+               "protocol": "linear", "pool": "dataset", "profile": "quick", "validation": "scaled",
+               "patients_per_class": 2, "backbone": "resnet18"}
+"""For every field of a request, another value of it (a budget in patients replaces the
+fraction: a request names one or the other)."""
 
 
 class Captured(Exception):
@@ -76,7 +78,8 @@ def test_requests_share_a_group_exactly_when_they_share_a_stage(
     field: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pretraining, "pretrain_backbone", capture_key)
-    changed = dataclasses.replace(BASE, **{field: OTHER_VALUE[field]})
+    budget = {"fraction": None} if field == "patients_per_class" else {}
+    changed = dataclasses.replace(BASE, **{field: OTHER_VALUE[field]}, **budget)
     same_group = stage_group(changed) == stage_group(BASE)
     same_stage = stage_key(changed, tmp_path) == stage_key(BASE, tmp_path)
     assert same_group == same_stage == (field in DOWNSTREAM_ONLY)
