@@ -320,10 +320,11 @@ ORIGIN = (
     "images, 10,000 below 500,000). `gpu` and `paper` take 200 and 300 passes over the pool, and "
     "50 passes over the labelled set within 200-3,000 steps. `quick` is what two CPU cores "
     "afford for the board: 30 passes (at least 200 steps) are where the reference stopped "
-    "being `still improving` on the phantom, and 60 pool passes are where SimCLR, BYOL and "
-    "NNCLR from ImageNet weights end well below their chance levels with the k-NN probe above "
-    "its start; they are not enough for DINO (uniform outputs) nor for SimCLR from random "
-    "weights (the README's committed results give the measurements)."
+    "being `still improving` on the phantom, and 60 pool passes are where SimCLR and BYOL "
+    "from ImageNet weights end well below their chance levels with the k-NN probe above its "
+    "start; NNCLR's loss is still falling there, and they are not enough for DINO (uniform "
+    "outputs) nor for SimCLR from random weights (the README's committed results give the "
+    "measurements)."
 )
 """Why the profiles' numbers are what they are; the doc's second paragraph."""
 
