@@ -89,9 +89,11 @@ def finetune_steps(profile: Profile, n_labelled: int) -> int:
                        profile.finetune_max_steps, n_labelled, profile.batch_size)
 
 
-def pretrain_steps(profile: Profile, n_pool: int) -> int:
-    """The pre-training budget of ``profile`` on an unlabelled pool of ``n_pool`` images."""
-    return stage_steps(profile.pretrain_passes, profile.pretrain_min_steps,
+def pretrain_steps(profile: Profile, n_pool: int, passes_scale: float = 1.0) -> int:
+    """The pre-training budget of ``profile`` on an unlabelled pool of ``n_pool`` images, for
+    an objective that needs ``passes_scale`` times the profile's passes (within the profile's
+    floor and ceiling, which stay what the profile can afford)."""
+    return stage_steps(profile.pretrain_passes * passes_scale, profile.pretrain_min_steps,
                        profile.pretrain_max_steps, n_pool, profile.pretrain_batch_size)
 
 

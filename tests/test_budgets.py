@@ -103,6 +103,18 @@ def test_pretrain_rows_follow_the_profiles_rule(name: str) -> None:
     assert (tiny.steps, huge.steps) == (profile.pretrain_min_steps, profile.pretrain_max_steps)
 
 
+def test_an_objective_scale_multiplies_the_passes_within_floor_and_ceiling() -> None:
+    profile = PROFILES["quick"]
+    pool = 192  # three batches: 180 steps, under the floor; 360 scaled, under the ceiling
+    assert pretrain_steps(profile, pool) == profile.pretrain_min_steps
+    assert pretrain_steps(profile, pool, 2.0) == 2 * profile.pretrain_passes * 3
+    assert pretrain_steps(profile, 100_000_000, 2.0) == profile.pretrain_max_steps
+    finetune = budgets.finetune_rows([profile], datasets=("phantom",), tasks=("brain",),
+                                     fractions=(1.0,))
+    pretrain = budgets.pretrain_rows([profile], datasets=("phantom",), tasks=("brain",))
+    assert "Scaled here: NNCLR x2." in budgets.render_markdown([profile], finetune, pretrain)
+
+
 def test_markdown_shows_every_profile_and_the_seconds() -> None:
     profiles = list(PROFILES.values())
     finetune = budgets.finetune_rows(profiles, datasets=("fetal_planes_db",), tasks=("brain",),

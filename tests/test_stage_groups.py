@@ -41,7 +41,8 @@ class Captured(Exception):
 
 def capture_key(context: SimpleNamespace, name: str, objective_class: type, settings: object,
                 init: str) -> None:
-    raise Captured(pretraining_key(context, name, init, settings, objective_class.version))
+    raise Captured(pretraining_key(context, name, init, settings, objective_class.version,
+                                   objective_class.pool_passes_scale))
 
 
 def fake_source(request: RunRequest) -> SimpleNamespace:

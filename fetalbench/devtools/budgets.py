@@ -12,6 +12,7 @@ functions, so the table follows the profiles when their numbers change.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import tempfile
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from tabulate import tabulate
@@ -37,6 +39,9 @@ from fetalbench.profiles import (
     pretrain_steps,
     warmup_steps,
 )
+
+if TYPE_CHECKING:
+    from fetalbench.methods.objective import Objective
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICIAL_CSV = REPO / "tests" / "data" / "fetal_planes_db" / CSV_NAME
@@ -185,6 +190,28 @@ def pretrain_budget(profile: Profile, dataset: str, task: str, pool: int,
     )
 
 
+def _scaled_objectives() -> str:
+    """The registered objectives whose stage trains other than the profile's passes."""
+    scaled = sorted((cls.__name__, cls.pool_passes_scale) for cls in _objective_classes()
+                    if cls.pool_passes_scale != 1.0)
+    return ", ".join(f"{name} x{scale:g}" for name, scale in scaled) or "none"
+
+
+def _objective_classes() -> set[type[Objective]]:
+    """Every objective class defined once the built-in methods are imported (torch is imported
+    here only, when the document is written)."""
+    from fetalbench.methods import BUILT_IN_METHODS
+    from fetalbench.methods.objective import Objective
+
+    for module in sorted({module for _, module, _ in BUILT_IN_METHODS}):
+        importlib.import_module(f"fetalbench.methods.{module}")
+
+    def subclasses(cls: type[Objective]) -> set[type[Objective]]:
+        return {cls, *(c for sub in cls.__subclasses__() for c in subclasses(sub))}
+
+    return subclasses(Objective)
+
+
 def _profiles(profiles: Iterable[Profile] | None) -> list[Profile]:
     return list(PROFILES.values()) if profiles is None else list(profiles)
 
@@ -322,9 +349,9 @@ ORIGIN = (
     "afford for the board: 30 passes (at least 200 steps) are where the reference stopped "
     "being `still improving` on the phantom, and 60 pool passes are where SimCLR and BYOL "
     "from ImageNet weights end well below their chance levels with the k-NN probe above its "
-    "start; NNCLR's loss is still falling there, and they are not enough for DINO (uniform "
-    "outputs) nor for SimCLR from random weights (the README's committed results give the "
-    "measurements)."
+    "start; NNCLR's loss is still falling there, so NNCLR trains twice as many. They are not "
+    "enough for SimCLR from random weights, and DINO's outputs turn uniform whatever the "
+    "budget tried (the README's committed results give the measurements)."
 )
 """Why the profiles' numbers are what they are; the doc's second paragraph."""
 
@@ -356,7 +383,10 @@ def render_markdown(profiles: Sequence[Profile], finetune: Sequence[FinetuneBudg
         "FT: fine-tuning (and linear probing), in passes over the labelled set; PT: "
         "self-supervised pre-training, in passes over the unlabelled pool; the validation "
         "carve-out is the share of the official training patients held out to select the "
-        "model.",
+        "model. An objective may train a multiple of the profile's pre-training passes, "
+        "within the same floor and ceiling (`pool_passes_scale`, with its measurement in the "
+        "objective's docstring); the pre-training tables give the profile's own budget, which "
+        f"every other objective trains. Scaled here: {_scaled_objectives()}.",
         "",
         f"The data are each task's split at seed {SEED} with the profile's validation "
         f"carve-out and `{VALIDATION}` validation (the whole carve-out selects the model), at "

@@ -25,7 +25,8 @@ validation macro F1, as for every method.
 The two terms are recorded separately: each has its own learning check
 (:mod:`fetalbench.runs.learning`): the cross-entropy against ``ln K``, NT-Xent against its chance
 level ``ln(2N-1)`` with the k-NN probe of the backbone (:mod:`fetalbench.methods.probe`) before
-and after.
+training and at its last step (the step the loss curve ends on; the selected checkpoint can be
+an early one, whose backbone the contrastive term has barely moved).
 """
 
 from __future__ import annotations

@@ -348,8 +348,9 @@ def fit_module(
 
     Each term of :meth:`SupervisedModule.checked_terms` gets a learning check in
     ``context.checks``; ``probe`` (the k-NN balanced accuracy of the backbone's features, called
-    before training and after the best step is loaded) and how far the backbone's weights moved
-    are added to the self-supervised ones.
+    before training and at its last step, before the best step is loaded) and how far the
+    backbone's weights moved by the last step are added to the self-supervised ones: they
+    describe the run the loss curve describes, whichever step selection then picks.
     """
     profile, data, execution = context.profile, context.data, context.execution
     max_steps, interval = finetune_schedule(profile, len(data.labelled_labels))
@@ -387,6 +388,10 @@ def fit_module(
             check_val_every_n_epoch=None,
         )
         trainer.fit(module, loaders, validation_loader)
+        # the self-supervised check describes the training run: its loss curve ends at the
+        # last step, so its probe and weight change are read there, not at the selected step
+        probe_end = probe() if probe is not None else None
+        moved = weight_change(start, classifier.backbone)
         best_f1 = float(checkpoint.best_model_score)
         best_step = None
         if trainer.is_global_zero:  # only rank 0 saves checkpoints, and only it is tested
@@ -397,8 +402,6 @@ def fit_module(
         classifier.load_state_dict(module.evaluated_classifier().state_dict())
     classifier.cpu().eval()
     steps_run = int(trainer.global_step)
-    probe_end = probe() if probe is not None else None
-    moved = weight_change(start, classifier.backbone)
     for term, (name, kind, chance) in module.checked_terms().items():
         losses = module.history[term]
         self_supervised = kind == SELF_SUPERVISED

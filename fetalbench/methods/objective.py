@@ -55,12 +55,17 @@ class Objective(nn.Module):
     too: bump it with any change to the objective's code that changes what it trains, so stages
     trained by the old code are not reused. ``optimised`` False marks an objective that only
     passes over the pool (its :meth:`loss` returns None and nothing is optimised: the control of
-    :mod:`fetalbench.methods.pool_statistics`).
+    :mod:`fetalbench.methods.pool_statistics`). ``pool_passes_scale`` sizes its stage.
     """
 
     paper: ClassVar[str]
     version: ClassVar[int] = 1
     optimised: ClassVar[bool] = True
+    pool_passes_scale: ClassVar[float] = 1.0
+    """How many times the profile's passes over the pool this objective's stage trains, within
+    the profile's floor and ceiling on steps (:func:`~fetalbench.profiles.pretrain_steps`):
+    above 1 only for an objective measured to be still improving at the profile's budget, with
+    the measurement in its docstring."""
 
     def __init__(self, backbone: GrayscaleBackbone, settings: object):
         super().__init__()

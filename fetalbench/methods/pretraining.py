@@ -121,7 +121,8 @@ def stage_group(request: RunRequest) -> tuple[tuple[str, object], ...]:
 
 
 def pretraining_key(context: MethodContext, objective_name: str, init: str,
-                    settings: object, objective_version: int) -> dict:
+                    settings: object, objective_version: int,
+                    pool_passes_scale: float = 1.0) -> dict:
     """Everything the pre-trained backbone depends on (not :data:`DOWNSTREAM_ONLY`: fraction,
     protocol, validation setting).
 
@@ -137,6 +138,7 @@ def pretraining_key(context: MethodContext, objective_name: str, init: str,
     key = {
         "objective": objective_name,
         "objective_version": objective_version,
+        "pool_passes_scale": pool_passes_scale,
         "augment": asdict(PRETRAINING_AUGMENT),
         "init": init,
         "task": context.task,
@@ -237,7 +239,8 @@ def pretrain_backbone(
     naming its checkpoint in the cache and the checkpoint's sha256."""
     pl.seed_everything(context.seed, workers=True, verbose=False)
     backbone = create_backbone(context.profile.backbone, init)
-    key = pretraining_key(context, name, init, settings, objective_class.version)
+    key = pretraining_key(context, name, init, settings, objective_class.version,
+                          objective_class.pool_passes_scale)
     weights_path, _ = checkpoint_paths(context.cache_root, key)
     # DDP ranks other than 0 must not wait for the lock: rank 0 holds it while they train beside it
     lock = (stage_lock(weights_path, context.log)
@@ -263,7 +266,7 @@ def _cached_or_trained(
                           **cached["result"]}
     data, profile, execution = context.data, context.profile, context.execution
     pool = data.unlabelled_images
-    steps = pretrain_steps(profile, len(pool))
+    steps = pretrain_steps(profile, len(pool), objective_class.pool_passes_scale)
     context.log(f"pre-training {name} ({init} init) for {steps} steps on {len(pool)} "
                 "unlabelled images")
     probe = stage_probe(context, backbone)
