@@ -87,6 +87,11 @@ def test_a_run_cut_short_is_still_improving() -> None:
     falling = supervised(loss_curve=(1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1),
                          final_loss=0.1)
     assert falling.verdict == LEARNED
+    # the dual task's contrastive term in a run that model selection stopped early did not run
+    # out of budget: its falling loss is not a budget cut short
+    beside = pretraining(loss_curve=cut.loss_curve, final_loss=3.9, steps_run=120,
+                         stopped_early=True)
+    assert beside.verdict == LEARNED
 
 
 def test_run_verdict_is_the_worst_and_validate_recomputes_it() -> None:

@@ -371,8 +371,9 @@ def pretraining_table(rows: pd.DataFrame) -> str | None:
         "information; the rule in parentheses); the k-NN accuracy of its features on the "
         "validation carve-out before and after it (mean); and its runs' learning verdicts. A "
         f"stage learned when its final loss is at most chance - max({CHANCE_MARGIN:g} · "
-        f"|chance|, {CHANCE_MARGIN_MIN:g}), its probe ended above its start and its loss had "
-        "stopped falling."
+        f"|chance|, {CHANCE_MARGIN_MIN:g}), its probe ended above its start, its weights moved, "
+        "and its loss had stopped falling by the end of its budget (a dual task stopped early "
+        "by model selection did not run out of budget)."
     )
 
 

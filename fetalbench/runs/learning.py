@@ -28,7 +28,10 @@ The checks, each with its own reason in the record:
   its probe moves with the BatchNorm statistics a training pass re-estimates.
 - **Still improving.** The loss curve is the mean loss over each tenth of the steps taken. A
   self-supervised stage whose loss fell by more than ``LATE_DROP`` of its whole fall over its
-  last three tenths had not converged. A supervised stage is judged by validation, which
+  last three tenths had not converged when its budget ended; a term trained beside a supervised
+  one (the dual task's NT-Xent) whose run was stopped early by model selection did not run out
+  of budget: the run stopped because validation stopped improving, and more steps of that term
+  are not what its method would take. A supervised stage is judged by validation, which
   selects its model, not by its training loss (which keeps falling as it memorises its labelled
   set): it had not converged when its best validation step is in the last tenth of a budget it
   ran to the end (no early stop) and that best is more than ``LATE_GAIN`` above the best of the
@@ -170,7 +173,8 @@ def stage_verdict(check: StageCheck) -> tuple[str, tuple[str, ...]]:
                       f"{check.probe_start:.3f}")
     if check.weight_change is not None and check.weight_change <= 0:
         failed.append("its backbone's weights did not change")
-    if check.kind == SELF_SUPERVISED and still_falling(check.loss_curve):
+    if check.kind == SELF_SUPERVISED and not check.stopped_early \
+            and still_falling(check.loss_curve):
         improving.append("loss still falling over the last three tenths of the budget")
     if (check.best_step is not None and not check.stopped_early
             and check.best_step >= LATE_BEST * check.steps
