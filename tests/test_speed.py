@@ -21,6 +21,7 @@ from fetalbench.devtools.bench import (
 from fetalbench.methods.api import Classifier
 from fetalbench.methods.backbones import create_backbone
 from fetalbench.methods.engine import SupervisedModule, batches, make_trainer
+from fetalbench.methods.registry import METHODS
 from fetalbench.orchestrate.suites import load_suite
 from fetalbench.paths import cache_dir
 
@@ -99,8 +100,13 @@ def test_bench_measures_every_row_in_one_process(tmp_path) -> None:
     assert bf16.reference == f"precision {TINY.precision}" and bf16.ratio > 0
     counts = next(row for row in rows if row.name.startswith("grid 'phantom'"))
     suite = load_suite("phantom")
-    # Fractions and protocols share one pre-training stage per (method, task, seed).
-    assert counts.ratio == pytest.approx(1 / (len(suite.fractions) * len(suite.protocols)))
+    # Fractions and protocols share one pre-training stage per (method, task, seed); a method
+    # runs only the suite's protocols it has
+    pretrained = [METHODS.get(m) for m in suite.methods if METHODS.get(m).pretrains]
+    runs_per_stage = [len(suite.fractions) * len(set(suite.protocols) & set(m.protocols))
+                      for m in pretrained]
+    assert max(runs_per_stage) == len(suite.fractions) * len(suite.protocols)
+    assert counts.ratio == pytest.approx(len(pretrained) / sum(runs_per_stage))
     save_measurements(rows, TINY, tmp_path / "bench.json")
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert len(saved["rows"]) == len(rows) and saved["profile"]["name"] == "tiny"
@@ -137,19 +143,23 @@ def test_gpu_check_projects_a_suite_from_its_stages_and_runs() -> None:
     timing = Timing("gpu", pretrain_step_s=0.036, downstream_step_s=0.02, run_fixed_s=6.0)
     suite = load_suite("phantom")
     row = project(suite, get_profile("gpu"), timing)
-    # every method x task x fraction x seed (one protocol) is a run; every method but the
-    # supervised ones, FixMatch and the dual task (one stage, labels and pool together) has a
+    # every method x task x fraction x seed x protocol the method has is a run; every method but
+    # the supervised ones, FixMatch and the dual task (one stage, labels and pool together) has a
     # pre-training stage (the compute-matched control's optimises nothing, but it is a stage),
-    # trained once per task and seed whatever the fraction
+    # trained once per task and seed whatever the fraction and protocol
     without_stage = {"supervised_scratch", "supervised_imagenet", "fixmatch_imagenet",
                      "dual_task", "dual_task_imagenet"}
-    assert suite.protocols == ("finetune",) and without_stage <= set(suite.methods)
-    runs = len(suite.methods) * len(suite.tasks) * len(suite.fractions) * len(suite.seeds)
+    assert suite.protocols == ("finetune", "linear") and without_stage <= set(suite.methods)
+    cells = len(suite.tasks) * len(suite.fractions) * len(suite.seeds)
+    linear = [m for m in suite.methods if "linear" in METHODS.get(m).protocols]
+    assert 0 < len(linear) < len(suite.methods)  # the end-to-end methods have no frozen encoder
+    finetuned, runs = len(suite.methods) * cells, (len(suite.methods) + len(linear)) * cells
     stages = (len(suite.methods) - len(without_stage)) * len(suite.tasks) * len(suite.seeds)
     assert (row["runs"], row["stages"]) == (runs, stages)
     assert row["stages"] < row["runs"]
-    # each counted at the gpu profile's largest budgets: 20,000 pre-training, 3,000 fine-tuning
+    # each counted at the gpu profile's largest budgets: 20,000 pre-training, 3,000 fine-tuning;
+    # a linear evaluation costs its fixed seconds only
+    seconds = stages * 20_000 * 0.036 + finetuned * 3_000 * 0.02 + runs * 6.0
     assert row["stage_hours"] == round(stages * 20_000 * 0.036 / 3600, 2)
-    assert row["run_hours"] == round(runs * (3_000 * 0.02 + 6.0) / 3600, 2)
-    assert row["hours"] == round((stages * 20_000 * 0.036 + runs * (3_000 * 0.02 + 6.0)) / 3600,
-                                 2)
+    assert row["run_hours"] == round((finetuned * 3_000 * 0.02 + runs * 6.0) / 3600, 2)
+    assert row["hours"] == round(seconds / 3600, 2)

@@ -130,12 +130,14 @@ def project(suite: Suite, profile: Profile, timing: Timing) -> dict:
     group) at the measured seconds a step, and its runs at the measured seconds a step and
     the run's fixed seconds. Every stage is counted at its largest budget (the profile's
     ``max_steps``) and validations not at all: a rough bound, not a plan (docs/budgets.md gives
-    each cell's steps)."""
+    each cell's steps). A fine-tuning run costs its steps and its fixed seconds; a run of another
+    protocol (the linear evaluation fits on frozen features) costs its fixed seconds only."""
     requests = suite.requests(None)
     stages = len({stage_group(r) for r in requests if METHODS.get(r.method).pretrains})
     stage_s = stages * profile.pretrain_max_steps * timing.pretrain_step_s
-    runs_s = len(requests) * (profile.finetune_max_steps * timing.downstream_step_s
-                              + timing.run_fixed_s)
+    finetuned = sum(r.protocol == "finetune" for r in requests)
+    runs_s = (finetuned * profile.finetune_max_steps * timing.downstream_step_s
+              + len(requests) * timing.run_fixed_s)
     return {"suite": suite.name, "profile": profile.name, "runs": len(requests),
             "stages": stages, "stage_hours": round(stage_s / 3600, 2),
             "run_hours": round(runs_s / 3600, 2), "hours": round((stage_s + runs_s) / 3600, 2)}
