@@ -29,21 +29,29 @@ def test_built_in_suites_load_and_meet_their_brief() -> None:
     assert len(set(phantom.methods)) >= 16
     assert set(phantom.tasks) == {"brain", "planes"}
     assert len(phantom.fractions) >= 3 and len(phantom.seeds) >= 5
-    core = load_suite("phantom_core")
-    assert set(core.methods) < set(phantom.methods) and len(core.seeds) >= 3
+    claims = load_suite("phantom_board_claims")
+    assert set(claims.methods) < set(phantom.methods) and len(claims.seeds) >= 3
     assert load_suite("full").methods == tuple(METHODS.names())
     assert load_suite("paper").dataset == "fetal_planes_db"
 
 
 
 def test_the_committed_boards_suites_are_parts_of_the_full_phantom_board() -> None:
-    """Every run of a ``phantom_*`` suite is a run of ``phantom``, so ``grid --suite phantom``
-    resumes from the records they committed instead of running beside them."""
-    full = set(load_suite("phantom").requests(None))
+    """Every run of a ``phantom_*`` suite on the full board's tasks is a run of ``phantom``, so
+    ``grid --suite phantom`` resumes from the records they committed instead of running beside
+    them; the cross-machine suite adds the tasks the full board does not have."""
+    full = load_suite("phantom")
     parts = [name for name in available_suites() if name.startswith("phantom_")]
-    assert {"phantom_core", "phantom_core_planes", "phantom_baselines"} <= set(parts)
+    assert {"phantom_stage_checks", "phantom_board_claims", "phantom_board_baselines",
+            "phantom_board_cross_machine", "phantom_board_baselines_planes"} <= set(parts)
     for name in parts:
-        assert set(load_suite(name).requests(None)) <= full, name
+        requests = load_suite(name).requests(None)
+        on_board = {r for r in requests if r.task in full.tasks}
+        assert on_board <= set(full.requests(None)), name
+        assert on_board or name == "phantom_board_cross_machine", name
+    cross = load_suite("phantom_board_cross_machine")
+    assert set(cross.tasks) == {"brain_cross_machine", "planes_cross_machine"}
+
 
 def test_end_to_end_method_gets_no_linear_runs(tmp_path: Path) -> None:
     suite_file = write_suite(tmp_path / "s.toml", methods=["supervised_scratch", "dual_task"],
