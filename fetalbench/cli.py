@@ -191,9 +191,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         raise FetalbenchError("give either --record PATH or --method/--task, not both")
     if args.record is None and not (args.method and args.task):
         raise FetalbenchError("name the run: --record PATH, or --method M --task T "
-                              "[--fraction F] [--seed S] [--results DIR]")
+                              "[--fraction F] [--seed S] [--protocol P] [--results DIR]")
     path = args.record or find_record(args.results, args.method, args.task, args.fraction,
-                                      args.seed)
+                                      args.seed, args.protocol)
     record = read_ok_record(path)
     out = args.out or args.results / "figures" / "explain" / figure_folder_name(record)
     outcome = explain_run(record, out, cache_dir(), args.per_class, args.data_root)
@@ -495,6 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--task", help="find the record by task (with --method)")
     explain.add_argument("--fraction", type=_fraction, help="label fraction of the run")
     explain.add_argument("--seed", type=_seed, help="seed of the run")
+    explain.add_argument("--protocol", choices=PROTOCOLS,
+                         help="protocol of the run (a cell's fine-tuning run and its linear "
+                              "evaluation share method, task, fraction and seed)")
     explain.add_argument("--results", type=_input_folder, default=Path("results"),
                          help="folder of run records (default results/)")
     explain.add_argument("--out", type=_output_folder,

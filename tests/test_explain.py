@@ -278,9 +278,18 @@ def test_explain_needs_the_checkpoint_and_one_matching_record(finished_run, real
     copy = tmp_path / "results" / path.relative_to(out)
     shutil.copytree(out, tmp_path / "results")
     copy.with_name("twin.json").write_text(json.dumps(twin))
-    with pytest.raises(FetalbenchError, match=r"2 records .* --fraction/--seed"):
+    with pytest.raises(FetalbenchError, match=r"2 records .* --fraction/--seed/--protocol"):
         find_record(tmp_path / "results", "supervised_scratch", "planes")
     assert find_record(tmp_path / "results", "supervised_scratch", "planes", seed=0) == copy
+    # the same cell's linear evaluation differs only by its protocol
+    twin["spec"] = {**twin["spec"], "seed": 0, "protocol": "linear"}
+    copy.with_name("twin.json").write_text(json.dumps(twin))
+    with pytest.raises(FetalbenchError, match=r"2 records .* with seed 0 "):
+        find_record(tmp_path / "results", "supervised_scratch", "planes", seed=0)
+    assert find_record(tmp_path / "results", "supervised_scratch", "planes", seed=0,
+                       protocol="finetune") == copy
+    assert find_record(tmp_path / "results", "supervised_scratch", "planes",
+                       protocol="linear") == copy.with_name("twin.json")
     with pytest.raises(FetalbenchError, match="no successful record"):
         find_record(out, "supervised_scratch", "brain")
     not_a_record = tmp_path / "other.json"

@@ -479,7 +479,7 @@ def _explain_section(rows: pd.DataFrame, link) -> str:
             f"- `{run['entry']}` ({role}, {percent(run['fraction'])} labels, seed {run['seed']}):"
             f" [Grad-CAM]({link(folder + '/gradcam.png')}), [t-SNE]({link(folder + '/tsne.png')})"
             f"; `fetalbench explain --method {run['method']} --task {run['task']} --fraction "
-            f"{run['fraction']:g} --seed {run['seed']}"
+            f"{run['fraction']:g} --seed {run['seed']} --protocol {run['protocol']}"
             f"{' --data-root DIR' if DATASETS.get(run['dataset']).needs_data_root else ''}`"
         )
     return "\n".join(lines)

@@ -189,9 +189,11 @@ def read_ok_record(path: Path) -> dict:
 
 
 def find_record(
-    results: Path, method: str, task: str, fraction: float | None = None, seed: int | None = None
+    results: Path, method: str, task: str, fraction: float | None = None, seed: int | None = None,
+    protocol: str | None = None,
 ) -> Path:
-    """The one successful record of ``method`` on ``task`` under ``results`` that matches."""
+    """The one successful record of ``method`` on ``task`` under ``results`` that matches (a
+    fine-tuning run and a linear evaluation of one cell differ only by ``protocol``)."""
     METHODS.get(method)
     TASKS.get(task)
     results = Path(results)
@@ -210,10 +212,13 @@ def find_record(
             continue
         if seed is not None and spec["seed"] != seed:
             continue
+        if protocol is not None and spec.get("protocol", "finetune") != protocol:
+            continue
         matches.append(path)
     filters = "".join(
         [f" at fraction {fraction:g}" if fraction is not None else "",
-         f" with seed {seed}" if seed is not None else ""]
+         f" with seed {seed}" if seed is not None else "",
+         f" by protocol {protocol}" if protocol is not None else ""]
     )
     if not matches:
         raise FetalbenchError(
@@ -224,7 +229,7 @@ def find_record(
         shown = ", ".join(str(path) for path in matches[:3])
         raise FetalbenchError(
             f"{len(matches)} records of {method} on {task}{filters} under {results} ({shown}"
-            f"{', ...' if len(matches) > 3 else ''}); narrow with --fraction/--seed or pass "
-            f"--record PATH"
+            f"{', ...' if len(matches) > 3 else ''}); narrow with --fraction/--seed/--protocol "
+            f"or pass --record PATH"
         )
     return matches[0]
